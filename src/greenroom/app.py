@@ -1,0 +1,58 @@
+"""The ASGI app: wires configuration, database and plugins together, and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from fastapi import FastAPI
+
+from greenroom import __version__, db, errors
+from greenroom.config import Config
+from greenroom.context import AppContext
+from greenroom.plugins import flatten, plugin_manager
+
+
+def create_context(
+    config: Config, *, plugins: Iterable[Any] = (), entry_points: bool = True, migrate: bool = True
+) -> AppContext:
+    """Config, database (migrated) and plugins: what the app and the CLI share."""
+    engine = db.create_engine(config.database_url)
+    if migrate:
+        db.upgrade(engine)
+    return AppContext(
+        config=config, engine=engine, plugins=plugin_manager(plugins, entry_points=entry_points)
+    )
+
+
+def create_app(context: AppContext, *, background: bool = True) -> FastAPI:
+    """The app for ``context``; ``background=False`` leaves the refresh loop off (tests)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tasks = []
+        if background:
+            for task in flatten(context.plugins.hook.greenroom_background_tasks(context=context)):
+                tasks.append(asyncio.create_task(task()))
+        try:
+            yield
+        finally:
+            for running in tasks:
+                running.cancel()
+            for running in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+
+    app = FastAPI(title="Greenroom", version=__version__, lifespan=lifespan)
+    app.state.context = context
+    errors.install(app)
+    for router in flatten(context.plugins.hook.greenroom_routers(context=context)):
+        app.include_router(router)
+
+    @app.get("/healthcheck", tags=["system"], summary="Liveness")
+    def healthcheck() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,342 @@
+"""Backstage's catalog REST API under ``/api/catalog``: same paths, parameters and shapes.
+
+Routes stay short: parsing lives in :mod:`greenroom.catalog.queries`, logic in
+:mod:`greenroom.catalog.service`. Errors are raised as the service's exceptions and rendered in
+Backstage's error shape by the app (see :mod:`greenroom.errors`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Body, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from greenroom.catalog import queries
+from greenroom.catalog.model.refs import RefError, format_ref, parse_ref
+from greenroom.catalog.tables import entities
+from greenroom.context import AppContext
+from greenroom.exceptions import InvalidInput, NotFound
+
+ListParam = Annotated[list[str], Query()]
+
+
+class LocationInput(BaseModel):
+    """``POST /locations`` body."""
+
+    type: str
+    target: str
+
+
+class RefreshInput(BaseModel):
+    """``POST /refresh`` body."""
+
+    entityRef: str
+    authorizationToken: str | None = None
+
+
+class ByRefsInput(BaseModel):
+    """``POST /entities/by-refs`` body."""
+
+    entityRefs: list[str]
+    fields: list[str] | None = None
+
+
+class AnalyzeInput(BaseModel):
+    """``POST /analyze-location`` body."""
+
+    location: LocationInput
+    catalogFilename: str | None = None
+
+
+class ValidateInput(BaseModel):
+    """``POST /validate-entity`` body."""
+
+    entity: Any = None
+    location: str = Field(default="")
+
+
+def _encode_cursor(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"Malformed cursor: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput("Malformed cursor")
+    return data
+
+
+def _order(params: list[str]) -> list[tuple[str, bool]]:
+    """``order=asc:metadata.name`` pairs into ``(field, descending)``."""
+    out = []
+    for param in params:
+        for item in param.split(","):
+            if not item.strip():
+                continue
+            direction, sep, key = item.partition(":")
+            if not sep or direction not in ("asc", "desc") or not key:
+                raise InvalidInput(f"Invalid order parameter '{item}', expected <asc|desc>:<field>")
+            out.append((key, direction == "desc"))
+    return out
+
+
+def _order_by(order: list[tuple[str, bool]]) -> list[Any]:
+    clauses: list[Any] = []
+    for key, desc in order:
+        value = queries.order_value(key)
+        clauses.append(value.desc().nulls_last() if desc else value.asc().nulls_last())
+    clauses.append(entities.c.uid.asc())
+    return clauses
+
+
+def _entity_ref(kind: str, namespace: str, name: str) -> str:
+    return format_ref(kind, namespace, name)
+
+
+def router(context: AppContext) -> APIRouter:
+    """The catalog routes bound to one app's database and service."""
+    from greenroom.catalog.plugin import service
+
+    api = APIRouter(prefix="/api/catalog", tags=["catalog"])
+    engine = context.engine
+
+    def served(ref: str) -> dict[str, Any]:
+        with engine.connect() as conn:
+            raw = conn.execute(
+                sa.select(entities.c.final).where(
+                    entities.c.ref == ref, entities.c.final.is_not(None)
+                )
+            ).scalar()
+        if raw is None:
+            kind, _, rest = ref.partition(":")
+            raise NotFound(
+                f"No {kind} entity named '{rest.partition('/')[2]}' found, with ref {ref}"
+            )
+        value: dict[str, Any] = json.loads(raw)
+        return value
+
+    @api.get("/entities", summary="List entities")
+    def list_entities(
+        response: Response,
+        filter: ListParam = [],
+        fields: ListParam = [],
+        order: ListParam = [],
+        limit: int | None = Query(None, ge=0),
+        offset: int | None = Query(None, ge=0),
+        after: str | None = None,
+    ) -> list[dict[str, Any]]:
+        where = queries.filter_clause(queries.parse_filters(filter))
+        start = offset or 0
+        if after:
+            start = int(_decode_cursor(after).get("offset", 0))
+        query = sa.select(entities.c.final).where(where).order_by(*_order_by(_order(order)))
+        if limit is not None:
+            query = query.limit(limit + 1)
+        if start:
+            query = query.offset(start)
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if limit is not None and len(rows) > limit:
+            rows = rows[:limit]
+            response.headers["link"] = (
+                f'<?after={_encode_cursor({"offset": start + limit})}>; rel="next"'
+            )
+        return queries.load_final(rows, queries.parse_fields(fields))
+
+    @api.get("/entities/by-query", summary="Query entities with cursor pagination")
+    def query_entities(
+        filter: ListParam = [],
+        fields: ListParam = [],
+        limit: int | None = Query(None, ge=0),
+        orderField: ListParam = [],
+        cursor: str | None = None,
+        fullTextFilterTerm: str | None = None,
+        fullTextFilterFields: ListParam = [],
+        skipTotalItems: bool = False,
+    ) -> dict[str, Any]:
+        if cursor:
+            state = _decode_cursor(cursor)
+        else:
+            order_fields = []
+            for item in orderField:
+                key, _, direction = item.partition(",")
+                direction = direction or "asc"
+                if direction not in ("asc", "desc") or not key:
+                    raise InvalidInput(f"Invalid orderField '{item}', expected <field>,<asc|desc>")
+                order_fields.append([key, direction == "desc"])
+            state = {
+                "filter": filter,
+                "order": order_fields,
+                "term": fullTextFilterTerm,
+                "termFields": queries.parse_fields(fullTextFilterFields),
+                "offset": 0,
+            }
+        offset = int(state.get("offset", 0))
+        page = 20 if limit is None else limit
+        where = queries.filter_clause(queries.parse_filters(state["filter"]))
+        text = queries.full_text_clause(state.get("term"), state.get("termFields") or [])
+        if text is not None:
+            where = sa.and_(where, text)
+        order = [(str(k), bool(d)) for k, d in state["order"]]
+        if not order:
+            order = [("metadata.uid", False)]
+        query = (
+            sa.select(entities.c.final)
+            .where(where)
+            .order_by(*_order_by(order))
+            .offset(offset)
+            .limit(page + 1)
+        )
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+            total = (
+                None
+                if skipTotalItems
+                else conn.execute(
+                    sa.select(sa.func.count()).select_from(entities).where(where)
+                ).scalar_one()
+            )
+        page_info: dict[str, str] = {}
+        if len(rows) > page:
+            rows = rows[:page]
+            page_info["nextCursor"] = _encode_cursor({**state, "offset": offset + page})
+        if offset > 0:
+            page_info["prevCursor"] = _encode_cursor({**state, "offset": max(0, offset - page)})
+        body: dict[str, Any] = {
+            "items": queries.load_final(rows, queries.parse_fields(fields)),
+            "pageInfo": page_info,
+        }
+        body["totalItems"] = total if total is not None else len(rows)
+        return body
+
+    @api.post("/entities/by-refs", summary="Get entities by their references")
+    def entities_by_refs(
+        body: ByRefsInput,
+        filter: ListParam = [],
+    ) -> dict[str, Any]:
+        wanted = []
+        for ref in body.entityRefs:
+            try:
+                wanted.append(str(parse_ref(ref)))
+            except RefError as exc:
+                raise InvalidInput(str(exc)) from exc
+        where = queries.filter_clause(queries.parse_filters(filter))
+        with engine.connect() as conn:
+            found = queries.by_refs(conn, wanted, where)
+        fields = queries.parse_fields(body.fields or [])
+        return {
+            "items": [
+                queries.select_fields(json.loads(found[ref]), fields) if ref in found else None
+                for ref in wanted
+            ]
+        }
+
+    @api.get("/entities/by-name/{kind}/{namespace}/{name}", summary="Get an entity by name")
+    def entity_by_name(kind: str, namespace: str, name: str) -> dict[str, Any]:
+        return served(_entity_ref(kind, namespace, name))
+
+    @api.get("/entities/by-name/{kind}/{namespace}/{name}/ancestry", summary="Entity ancestry")
+    def ancestry(kind: str, namespace: str, name: str) -> dict[str, Any]:
+        root = _entity_ref(kind, namespace, name)
+        served(root)
+        items = []
+        seen: set[str] = set()
+        todo = [root]
+        with engine.connect() as conn:
+            while todo:
+                ref = todo.pop(0)
+                if ref in seen:
+                    continue
+                seen.add(ref)
+                row = conn.execute(
+                    sa.select(entities.c.final, entities.c.parent_ref).where(
+                        entities.c.ref == ref, entities.c.final.is_not(None)
+                    )
+                ).first()
+                if row is None:
+                    continue
+                parents = [row.parent_ref] if row.parent_ref else []
+                items.append({"entity": json.loads(row.final), "parentEntityRefs": parents})
+                todo.extend(parents)
+        return {"rootEntityRef": root, "items": items}
+
+    @api.get("/entities/by-uid/{uid}", summary="Get an entity by uid")
+    def entity_by_uid(uid: str) -> dict[str, Any]:
+        with engine.connect() as conn:
+            raw = conn.execute(
+                sa.select(entities.c.final).where(
+                    entities.c.uid == uid, entities.c.final.is_not(None)
+                )
+            ).scalar()
+        if raw is None:
+            raise NotFound(f"No entity with uid {uid}")
+        value: dict[str, Any] = json.loads(raw)
+        return value
+
+    @api.delete("/entities/by-uid/{uid}", status_code=204, summary="Delete an entity by uid")
+    def delete_by_uid(uid: str) -> Response:
+        service(context).delete_entity(uid)
+        return Response(status_code=204)
+
+    @api.get("/entity-facets", summary="Counts of the values of entity fields")
+    def entity_facets(
+        facet: ListParam = [],
+        filter: ListParam = [],
+    ) -> dict[str, Any]:
+        where = queries.filter_clause(queries.parse_filters(filter))
+        with engine.connect() as conn:
+            return {"facets": queries.facets(conn, facet, where)}
+
+    @api.post("/refresh", summary="Refresh an entity now")
+    def refresh(body: RefreshInput) -> Response:
+        try:
+            ref = str(parse_ref(body.entityRef))
+        except RefError as exc:
+            raise InvalidInput(str(exc)) from exc
+        service(context).refresh_entity(ref)
+        return Response(status_code=200)
+
+    @api.post("/validate-entity", summary="Validate an entity")
+    def validate_entity(body: ValidateInput, response: Response) -> dict[str, Any]:
+        errors = service(context).validate(body.entity)
+        if errors:
+            response.status_code = 400
+            return {"errors": [{"name": "InputError", "message": m} for m in errors]}
+        return {}
+
+    @api.post("/analyze-location", summary="Find the entity files at a location")
+    def analyze_location(body: AnalyzeInput) -> dict[str, Any]:
+        return service(context).analyze_location(body.location.type, body.location.target)
+
+    @api.get("/locations", summary="List registered locations")
+    def list_locations() -> list[dict[str, Any]]:
+        return [{"data": loc} for loc in service(context).list_locations()]
+
+    @api.post("/locations", status_code=201, summary="Register a location")
+    def add_location(body: LocationInput, dryRun: bool = False) -> dict[str, Any]:
+        return service(context).add_location(body.type, body.target, dry_run=dryRun)
+
+    @api.get("/locations/by-entity/{kind}/{namespace}/{name}", summary="Location of an entity")
+    def location_by_entity(kind: str, namespace: str, name: str) -> dict[str, Any]:
+        return service(context).location_by_entity(_entity_ref(kind, namespace, name))
+
+    @api.get("/locations/{id}", summary="Get a registered location")
+    def get_location(id: str) -> dict[str, Any]:
+        return service(context).get_location(id)
+
+    @api.delete("/locations/{id}", status_code=204, summary="Unregister a location")
+    def delete_location(id: str) -> Response:
+        service(context).delete_location(id)
+        return Response(status_code=204)
+
+    _ = (Body, Request)
+    return api

@@ -1,0 +1,163 @@
+"""YAML documents with their line numbers, safe against hostile files.
+
+Each ``---`` document is parsed on its own, so that a syntax error in one document costs only
+that document (Backstage fails the whole file). The loader is PyYAML's C safe loader with YAML 1.2
+scalars as Backstage's ``yaml`` package reads them: dates stay strings and only ``true``/``false``
+are booleans (``on``, ``yes`` and ``no`` stay strings). Aliases are counted as they would expand so
+that an alias bomb is refused instead of exhausting memory when the entity is serialised.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+MAX_EXPANDED_NODES = 100_000
+_DOC_MARKER = re.compile(r"^(---|\.\.\.)(?=\s|$)", re.MULTILINE)
+
+
+class _Loader(yaml.CSafeLoader):
+    """Safe loader with YAML 1.2 core-schema scalars."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+@dataclass
+class Document:
+    """One YAML document of a file: its data or its error, and where it starts."""
+
+    index: int
+    line: int  # 1-based line of the document's first content
+    data: Any = None
+    error: str | None = None
+    error_line: int | None = None
+    error_column: int | None = None
+    lines: dict[str, int] = field(default_factory=dict)  # dotted path -> 1-based line
+
+    def line_of(self, path: str) -> int:
+        """The line of a field, or of its closest known parent, or of the document."""
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path.rpartition(".")[0]
+        return self.line
+
+
+def split_documents(text: str) -> Iterator[tuple[int, str]]:
+    """Yield ``(first_line_index, chunk)`` for each document of a multi-document stream."""
+    start, line_offset = 0, 0
+    for match in _DOC_MARKER.finditer(text):
+        chunk = text[start : match.start()]
+        if chunk.strip() and not _only_comments(chunk):
+            yield line_offset, chunk
+        line_offset += chunk.count("\n")
+        start = match.end()  # content may follow `---` on its own line, as in `--- {a: 1}`
+    chunk = text[start:]
+    if chunk.strip() and not _only_comments(chunk):
+        yield line_offset, chunk
+
+
+def _only_comments(chunk: str) -> bool:
+    return all(not ln.strip() or ln.lstrip().startswith("#") for ln in chunk.splitlines())
+
+
+def parse_documents(text: str) -> list[Document]:
+    """Parse every document of ``text``; a bad one carries an error, the others their data."""
+    docs: list[Document] = []
+    for index, (offset, chunk) in enumerate(split_documents(text)):
+        first = offset + _first_content_line(chunk)
+        doc = Document(index=index, line=first)
+        loader = _Loader(chunk)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                continue
+            _check_expansion(node)
+            doc.lines = _field_lines(node, offset)
+            doc.line = node.start_mark.line + offset + 1
+            doc.data = loader.construct_document(node)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            doc.error = f"YAML syntax error: {exc.problem or exc.context}"
+            if mark is not None:
+                doc.error_line = mark.line + offset + 1
+                doc.error_column = mark.column + 1
+        except yaml.YAMLError as exc:
+            doc.error = f"YAML error: {exc}"
+        except _TooManyNodes:
+            doc.error = (
+                f"YAML document expands to more than {MAX_EXPANDED_NODES} nodes through its "
+                "aliases (an alias bomb?); refusing to read it"
+            )
+        finally:
+            loader.dispose()
+        docs.append(doc)
+    return docs
+
+
+def _first_content_line(chunk: str) -> int:
+    for i, ln in enumerate(chunk.splitlines()):
+        if ln.strip() and not ln.lstrip().startswith("#"):
+            return i + 1
+    return 1
+
+
+class _TooManyNodes(Exception):
+    pass
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count nodes as if every alias were expanded; stop at the limit, not after expanding."""
+    budget = MAX_EXPANDED_NODES
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        nonlocal budget
+        key = id(node)
+        if key in sizes:
+            total = sizes[key]
+        else:
+            total = 1
+            sizes[key] = 1  # guards recursive structures
+            if isinstance(node, yaml.SequenceNode):
+                total += sum(size(child) for child in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                total += sum(size(k) + size(v) for k, v in node.value)
+            sizes[key] = total
+        return total
+
+    if size(root) > budget:
+        raise _TooManyNodes
+
+
+def _field_lines(node: yaml.Node, offset: int, prefix: str = "", depth: int = 0) -> dict[str, int]:
+    """Lines of the keys of a document, a few levels deep, for error messages."""
+    lines: dict[str, int] = {}
+    if not isinstance(node, yaml.MappingNode) or depth > 3:
+        return lines
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            continue
+        path = f"{prefix}{key_node.value}"
+        lines[path] = key_node.start_mark.line + offset + 1
+        lines.update(_field_lines(value_node, offset, path + ".", depth + 1))
+        if isinstance(value_node, yaml.SequenceNode):
+            for i, item in enumerate(value_node.value[:200]):
+                lines[f"{path}.{i}"] = item.start_mark.line + offset + 1
+                lines.update(_field_lines(item, offset, f"{path}.{i}.", depth + 1))
+    return lines

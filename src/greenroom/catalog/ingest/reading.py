@@ -1,0 +1,179 @@
+"""Reading the bytes behind a location: files on disk and URLs on allowed hosts.
+
+A location is named by its key, ``file:/abs/path`` or ``url:https://host/path``, the same strings
+Backstage writes into ``backstage.io/managed-by-location``. Outbound reads are refused unless the
+host is in ``backend.reading.allow`` (Backstage's format and matching: exact ``host[:port]``, or
+``*.suffix`` for subdomains, optionally limited to path prefixes), and every read has a size limit.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+DEFAULT_MAX_BYTES = 5 * 1024 * 1024
+
+
+class ReadError(Exception):
+    """A location could not be read; ``not_found`` separates "gone" from "failed"."""
+
+    def __init__(self, message: str, *, not_found: bool = False) -> None:
+        super().__init__(message)
+        self.not_found = not_found
+
+
+class NotAllowedError(ReadError):
+    """The read was refused by policy (host not allowed, path outside the location's folder)."""
+
+
+@dataclass(frozen=True)
+class AllowRule:
+    """One entry of ``backend.reading.allow``."""
+
+    host: str
+    paths: tuple[str, ...] | None = None
+
+    def matches(self, url: str) -> bool:
+        """Backstage's rule: compare ``host[:port]`` exactly or by ``*.`` suffix, then paths."""
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2].lower()
+        if self.host.startswith("*."):
+            if not host.endswith(self.host[1:].lower()):
+                return False
+        elif host != self.host.lower():
+            return False
+        if self.paths is None:
+            return True
+        path = posixpath.normpath(parts.path or "/")
+        return any(path.startswith(prefix) for prefix in self.paths)
+
+
+def location_key(type_: str, target: str) -> str:
+    """The key of a location, as in ``backstage.io/managed-by-location``."""
+    return f"{type_}:{target}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``("file", "/abs/path")`` from ``"file:/abs/path"``."""
+    type_, _, target = key.partition(":")
+    return type_, target
+
+
+class Reader:
+    """Reads files and allowed URLs, with a size limit; one instance per ingestion pass."""
+
+    def __init__(
+        self,
+        allow: Sequence[AllowRule] = (),
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        timeout: float = 10.0,
+    ) -> None:
+        self.allow = tuple(allow)
+        self.max_bytes = max_bytes
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def check_url(self, url: str) -> None:
+        """Raise :class:`NotAllowedError` unless ``url`` is http(s) on an allowed host."""
+        scheme = urlsplit(url).scheme
+        if scheme not in ("http", "https"):
+            raise NotAllowedError(f"Unsupported URL scheme in {url}; expected http or https")
+        if not any(rule.matches(url) for rule in self.allow):
+            raise NotAllowedError(
+                f"Reading from {url} is not allowed. You may need to configure "
+                "an integration for the target host, or add it to the configured list of "
+                "allowed hosts at 'backend.reading.allow'"
+            )
+
+    def read(self, key: str) -> bytes:
+        """The bytes at a location key."""
+        type_, target = split_key(key)
+        if type_ == "file":
+            return self._read_file(target)
+        if type_ == "url":
+            return self._read_url(target)
+        raise ReadError(f"Unsupported location type '{type_}' in {key}")
+
+    def _read_file(self, path: str) -> bytes:
+        try:
+            size = os.path.getsize(path)
+            if size > self.max_bytes:
+                raise ReadError(f"{path} is {size} bytes, over the limit of {self.max_bytes}")
+            with open(path, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError as exc:
+            raise ReadError(f"{path} does not exist", not_found=True) from exc
+        except IsADirectoryError as exc:
+            raise ReadError(f"{path} is a folder, not a file") from exc
+        except OSError as exc:
+            raise ReadError(f"{path} could not be read: {exc.strerror}") from exc
+
+    def _read_url(self, url: str) -> bytes:
+        self.check_url(url)
+        try:
+            with self._client.stream("GET", url) as response:
+                if response.status_code == 404:
+                    raise ReadError(f"{url} was not found (HTTP 404)", not_found=True)
+                if response.status_code >= 400:
+                    raise ReadError(f"{url} could not be read (HTTP {response.status_code})")
+                if 300 <= response.status_code < 400:
+                    raise ReadError(f"{url} redirects; give the final address instead")
+                chunks: list[bytes] = []
+                total = 0
+                for chunk in response.iter_bytes():
+                    total += len(chunk)
+                    if total > self.max_bytes:
+                        raise ReadError(f"{url} is over the limit of {self.max_bytes} bytes")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except httpx.HTTPError as exc:
+            raise ReadError(f"{url} could not be read: {exc}") from exc
+
+    @staticmethod
+    def expand_file_target(target: str) -> list[str]:
+        """The files a ``file`` target names: itself, or the sorted matches of its glob."""
+        if glob.has_magic(target):
+            return sorted(p for p in glob.glob(target, recursive=True) if os.path.isfile(p))
+        return [target]
+
+
+def resolve_relative(base_key: str, ref: str, *, confine_to: str | None = None) -> str:
+    """The location key of ``ref`` read from the file at ``base_key``.
+
+    Absolute URLs stand as they are; other references are relative to the file. For files,
+    ``confine_to`` is a folder the result must stay inside, so that a catalog file cannot reach
+    ``/etc/passwd`` with ``$text: ../../../etc/passwd``.
+    """
+    if urlsplit(ref).scheme in ("http", "https"):
+        return location_key("url", ref)
+    type_, target = split_key(base_key)
+    if type_ == "url":
+        return location_key("url", urljoin(target, ref))
+    if type_ != "file":
+        raise ReadError(f"Cannot resolve {ref} relative to {base_key}")
+    path = Path(ref) if os.path.isabs(ref) else Path(target).parent / ref
+    resolved = os.path.normpath(path)
+    if confine_to is not None:
+        folder = os.path.normpath(confine_to)
+        if os.path.commonpath([folder, resolved]) != folder:
+            raise NotAllowedError(
+                f"{ref} resolves to {resolved}, outside the location's folder {folder}"
+            )
+    return location_key("file", resolved)

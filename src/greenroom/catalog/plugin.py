@@ -1,0 +1,90 @@
+"""The catalog registers itself through the same hooks a third-party plugin uses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter
+from typer import Typer
+
+from greenroom.catalog.model.kinds import BUILTIN_KINDS, KindSpec
+from greenroom.catalog.processors import (
+    AnnotationProcessor,
+    PlaceholderProcessor,
+    RelationsProcessor,
+    ValidationProcessor,
+)
+from greenroom.catalog.providers import ConfigLocationProvider, RegisteredLocationProvider
+from greenroom.catalog.service import CatalogService, catalog_validator
+from greenroom.context import AppContext
+from greenroom.contracts import BackgroundTask, EntityProvider, Processor
+from greenroom.plugins import hookimpl
+
+log = logging.getLogger(__name__)
+
+
+def service(context: AppContext) -> CatalogService:
+    """The app's catalog service, created on first use."""
+    svc: CatalogService | None = context.services.get("catalog")
+    if svc is None:
+        svc = CatalogService(context)
+        context.services["catalog"] = svc
+    return svc
+
+
+@hookimpl
+def greenroom_entity_kinds() -> list[KindSpec]:
+    """Backstage's built-in kinds and Template."""
+    return list(BUILTIN_KINDS)
+
+
+@hookimpl
+def greenroom_catalog_processors(context: AppContext) -> list[Processor]:
+    """Placeholders, validation, annotations and relations."""
+    return [
+        PlaceholderProcessor(),
+        ValidationProcessor(catalog_validator(context)),
+        AnnotationProcessor(),
+        RelationsProcessor(),
+    ]
+
+
+@hookimpl
+def greenroom_entity_providers(context: AppContext) -> list[EntityProvider]:
+    """Config locations first, then registered ones, so that config claims win conflicts."""
+    return [ConfigLocationProvider(context.config), RegisteredLocationProvider(context.engine)]
+
+
+@hookimpl
+def greenroom_routers(context: AppContext) -> list[APIRouter]:
+    """The Backstage-compatible catalog REST API under ``/api/catalog``."""
+    from greenroom.catalog.api import router
+
+    return [router(context)]
+
+
+@hookimpl
+def greenroom_background_tasks(context: AppContext) -> list[BackgroundTask]:
+    """The refresh loop, every ``catalog.processingInterval`` (off when it is ``false``)."""
+    interval = context.config.catalog.processing_interval
+    if interval is None:
+        return []
+
+    async def refresh_loop() -> None:
+        while True:
+            try:
+                await asyncio.to_thread(service(context).refresh)
+            except Exception:  # the loop must outlive a bad pass; the error is logged
+                log.exception("catalog refresh pass failed")
+            await asyncio.sleep(interval.total_seconds())
+
+    return [refresh_loop]
+
+
+@hookimpl
+def greenroom_cli(cli: Typer) -> None:
+    """``greenroom catalog validate|ingest``."""
+    from greenroom.catalog.cli import catalog_cli
+
+    cli.add_typer(catalog_cli, name="catalog", help="Validate and ingest catalog files.")

@@ -1,0 +1,166 @@
+"""Reading the served catalog: Backstage's filter grammar, field selection, order, facets.
+
+Filters (see ``docs/api.md``): each ``filter`` parameter is a comma-separated list of
+``key=value`` (or bare ``key``: the key exists) conditions that must all hold; conditions on the
+same key inside one parameter are alternatives; several ``filter`` parameters are alternatives.
+Keys and values match case-insensitively against ``catalog_search``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from greenroom.catalog.stitch import chunks
+from greenroom.catalog.tables import entities, search
+from greenroom.exceptions import InvalidInput
+
+EXISTS = object()
+
+
+@dataclass
+class FilterSet:
+    """One ``filter`` parameter: every key must match one of its values (or exist)."""
+
+    keys: dict[str, list[str] | None] = field(default_factory=dict)
+
+
+def parse_filters(params: Sequence[str]) -> list[FilterSet]:
+    """Parse repeated ``filter`` parameters; a malformed one is a 400."""
+    sets: list[FilterSet] = []
+    for param in params:
+        fset = FilterSet()
+        for statement in param.split(","):
+            statement = statement.strip()
+            if not statement:
+                continue
+            key, eq, value = statement.partition("=")
+            key = key.strip().lower()
+            if not key:
+                raise InvalidInput(f"Invalid filter, '{statement}' has no key")
+            if not eq:
+                if key not in fset.keys:
+                    fset.keys[key] = None
+                continue
+            values = fset.keys.get(key)
+            if values is None:
+                values = fset.keys[key] = []
+            values.append(value.strip().lower())
+        if fset.keys:
+            sets.append(fset)
+    return sets
+
+
+def filter_clause(sets: Sequence[FilterSet]) -> sa.ColumnElement[bool]:
+    """The WHERE clause on ``catalog_entities`` for parsed filters (served entities only)."""
+    served = entities.c.final.is_not(None)
+    if not sets:
+        return served
+    alternatives = []
+    for fset in sets:
+        conditions = []
+        for key, values in fset.keys.items():
+            sub = sa.select(search.c.ref).where(search.c.key == key)
+            if values is not None:
+                sub = sub.where(search.c.value.in_(values))
+            conditions.append(entities.c.ref.in_(sub))
+        alternatives.append(sa.and_(*conditions))
+    return sa.and_(served, sa.or_(*alternatives))
+
+
+def full_text_clause(term: str | None, fields: Sequence[str]) -> sa.ColumnElement[bool] | None:
+    """A case-insensitive substring match of ``term`` on the given keys (any of them)."""
+    if not term or not term.strip():
+        return None
+    like = (
+        "%"
+        + term.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        + "%"
+    )
+    sub = sa.select(search.c.ref).where(search.c.value.like(like, escape="\\"))
+    keys = [f.lower() for f in fields if f]
+    if keys:
+        sub = sub.where(search.c.key.in_(keys))
+    return entities.c.ref.in_(sub)
+
+
+def order_value(key: str) -> sa.ScalarSelect[Any]:
+    """The value of ``key`` of each entity, to sort by (the smallest when it repeats)."""
+    return (
+        sa.select(sa.func.min(search.c.value))
+        .where(search.c.ref == entities.c.ref, search.c.key == key.lower())
+        .scalar_subquery()
+    )
+
+
+def select_fields(entity: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """Keep only the dotted ``fields`` of an entity, as Backstage's ``fields`` parameter does."""
+    if not fields:
+        return entity
+    out: dict[str, Any] = {}
+    for path in fields:
+        parts = path.split(".")
+        source: Any = entity
+        for part in parts:
+            if not isinstance(source, dict) or part not in source:
+                break
+            source = source[part]
+        else:
+            target = out
+            for part in parts[:-1]:
+                target = target.setdefault(part, {})
+            target[parts[-1]] = source
+    return out
+
+
+def parse_fields(params: Iterable[str]) -> list[str]:
+    """``fields=a,b&fields=c`` into ``[a, b, c]``."""
+    return [f.strip() for param in params for f in param.split(",") if f.strip()]
+
+
+def load_final(rows: Iterable[Any], fields: Sequence[str]) -> list[dict[str, Any]]:
+    """The served JSON of each row, narrowed to ``fields``."""
+    return [select_fields(json.loads(row.final), fields) for row in rows]
+
+
+def by_refs(
+    conn: sa.Connection, refs: Sequence[str], where: sa.ColumnElement[bool]
+) -> dict[str, str]:
+    """Final JSON by ref for the given refs (lower-case), honouring ``where``."""
+    found: dict[str, str] = {}
+    for batch in chunks(list(refs)):
+        for row in conn.execute(
+            sa.select(entities.c.ref, entities.c.final).where(entities.c.ref.in_(batch), where)
+        ):
+            found[row.ref] = row.final
+    return found
+
+
+def facets(
+    conn: sa.Connection, keys: Sequence[str], where: sa.ColumnElement[bool]
+) -> dict[str, list[dict[str, Any]]]:
+    """``{facet: [{value, count}]}`` over the entities matching ``where``."""
+    result: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
+    if not keys:
+        return result
+    lowered = {key.lower(): key for key in keys}
+    matching = sa.select(entities.c.ref).where(where)
+    rows = conn.execute(
+        sa.select(
+            search.c.key,
+            search.c.original_value,
+            sa.func.count(sa.distinct(search.c.ref)).label("count"),
+        )
+        .where(search.c.key.in_(list(lowered)), search.c.original_value.is_not(None))
+        .where(search.c.ref.in_(matching))
+        .group_by(search.c.key, search.c.original_value)
+    ).all()
+    for row in rows:
+        result[lowered[row.key]].append({"value": row.original_value, "count": row.count})
+    for items in result.values():
+        items.sort(key=lambda item: (-item["count"], item["value"]))
+    return result

@@ -1,0 +1,84 @@
+"""The final entity flattened into ``key = value`` rows, as Backstage's ``buildEntitySearch``.
+
+Keys are dotted paths, lower-cased; values are lower-cased strings (``original_value`` keeps the
+case, for facets). Arrays repeat their key per item, and an array of strings also yields
+``path.<item> = true`` so that ``metadata.tags.java`` can be filtered on. Relations become
+``relations.<type> = <targetRef>``. Keys over 200 characters are skipped and values over 200
+characters are stored as NULL, as Backstage does, so that the index stays small.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_KEY = 200
+MAX_VALUE = 200
+SKIPPED = frozenset(
+    {
+        "attachments",
+        "relations",
+        "status",
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.uid",
+        "metadata.etag",
+    }
+)
+
+
+def _traverse(root: Any) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+
+    def visit(path: str, current: Any) -> None:
+        if path in SKIPPED:
+            return
+        if current is None or isinstance(current, (str, int, float, bool)):
+            out.append((path, current))
+            return
+        if isinstance(current, list):
+            for item in current:
+                visit(path, item)
+                if isinstance(item, str):
+                    out.append((f"{path}.{item}", True))
+            return
+        if isinstance(current, dict):
+            for key, value in current.items():
+                visit(f"{path}.{key}" if path else str(key), value)
+
+    visit("", root)
+    return out
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def search_rows(ref: str, entity: dict[str, Any]) -> list[dict[str, Any]]:
+    """The search rows of one final entity."""
+    meta = entity.get("metadata") or {}
+    raw = _traverse(entity)
+    raw.append(("metadata.name", meta.get("name")))
+    raw.append(("metadata.namespace", meta.get("namespace") or "default"))
+    raw.append(("metadata.uid", meta.get("uid")))
+    for relation in entity.get("relations") or []:
+        raw.append((f"relations.{relation['type']}", relation["targetRef"]))
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str | None]] = set()
+    for raw_key, raw_value in raw:
+        key = raw_key.lower()
+        if len(key) > MAX_KEY:
+            continue
+        if raw_value is None:
+            value = original = None
+        else:
+            original = _text(raw_value)
+            value = original.lower()
+            if len(value) > MAX_VALUE:
+                value = original = None
+        if (key, value) in seen:
+            continue
+        seen.add((key, value))
+        rows.append({"ref": ref, "key": key, "value": value, "original_value": original})
+    return rows

@@ -1,0 +1,251 @@
+"""The catalog's logic behind the API and the CLI: passes, refreshes and locations."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from greenroom.catalog.ingest.engine import IngestionEngine, PassSummary
+from greenroom.catalog.ingest.reading import AllowRule, Reader, location_key
+from greenroom.catalog.ingest.rules import RulesEnforcer
+from greenroom.catalog.ingest.walk import Walker, WalkResult, generated_location_entity
+from greenroom.catalog.model.kinds import KindSpec
+from greenroom.catalog.model.validation import Validator
+from greenroom.catalog.stitch import stitch
+from greenroom.catalog.tables import entities, locations
+from greenroom.context import AppContext
+from greenroom.contracts import EntityProvider, Processor, RootLocation
+from greenroom.exceptions import Conflict, InvalidInput, NotFound
+from greenroom.plugins import flatten
+
+
+def catalog_validator(context: AppContext) -> Validator:
+    """The validator of every kind the installed plugins declare (built once per app)."""
+    validator = context.services.get("catalog.validator")
+    if validator is None:
+        kinds: list[KindSpec] = flatten(context.plugins.hook.greenroom_entity_kinds())
+        names = [k.kind.lower() for k in kinds]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            raise ValueError(
+                f"entity kinds declared twice by plugins: {', '.join(sorted(duplicates))}"
+            )
+        validator = Validator(kinds)
+        context.services["catalog.validator"] = validator
+    return validator
+
+
+class CatalogService:
+    """Ingestion passes, single-entity refreshes and location management."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+        self.config = context.config
+        self.engine = context.engine
+        self.validator = catalog_validator(context)
+        self.processors: list[Processor] = flatten(
+            context.plugins.hook.greenroom_catalog_processors(context=context)
+        )
+        self.providers: list[EntityProvider] = flatten(
+            context.plugins.hook.greenroom_entity_providers(context=context)
+        )
+        self.rules = RulesEnforcer(self.config.catalog.rules)
+        self.ingestion = IngestionEngine(self.engine, self.config.catalog.orphan_strategy)
+
+    def reader(self) -> Reader:
+        """A reader with this config's allow-list and size limit."""
+        allow = [
+            AllowRule(a.host, tuple(a.paths) if a.paths is not None else None)
+            for a in self.config.backend.reading.allow
+        ]
+        return Reader(allow, max_bytes=self.config.catalog.max_file_bytes)
+
+    def roots(self) -> list[RootLocation]:
+        """Every root location of every provider."""
+        return [root for provider in self.providers for root in provider.roots()]
+
+    def refresh(
+        self,
+        roots: list[RootLocation] | None = None,
+        progress: Callable[[RootLocation], None] | None = None,
+    ) -> PassSummary:
+        """One full pass over ``roots`` (default: all of them)."""
+        summary = PassSummary()
+        with self.reader() as reader:
+            walker = Walker(reader, self.validator, self.rules, self.processors)
+            for root in roots if roots is not None else self.roots():
+                self.ingestion.apply(walker.walk(root), summary)
+                summary.roots += 1
+                if progress is not None:
+                    progress(root)
+        return summary
+
+    def refresh_entity(self, ref: str) -> None:
+        """Re-read the root location that produced ``ref`` (``POST /refresh``)."""
+        with self.engine.connect() as conn:
+            origin = conn.execute(
+                sa.select(entities.c.origin_key).where(entities.c.ref == ref.lower())
+            ).scalar()
+        if origin is None:
+            raise NotFound(f"No entity named '{ref}' found")
+        roots = [r for r in self.roots() if location_key(r.type, r.target) == origin]
+        self.refresh(roots)
+
+    # --- locations -----------------------------------------------------------------------
+
+    def _check_location(self, type_: str, target: str) -> None:
+        if type_ not in ("url", "file"):
+            raise InvalidInput(f"Unknown location type '{type_}'; expected url or file")
+        if type_ == "url":
+            with self.reader() as reader:
+                try:
+                    reader.check_url(target)
+                except Exception as exc:
+                    raise InvalidInput(str(exc)) from exc
+        elif not os.path.isabs(target):
+            raise InvalidInput(f"A file location needs an absolute path, got {target}")
+
+    def add_location(self, type_: str, target: str, *, dry_run: bool = False) -> dict[str, Any]:
+        """Register a location (or, with ``dry_run``, show what it would add)."""
+        self._check_location(type_, target)
+        existing = self._location_row(
+            sa.and_(locations.c.type == type_, locations.c.target == target)
+        )
+        if dry_run:
+            root = RootLocation(type_, target)
+            with self.reader() as reader:
+                result = Walker(reader, self.validator, self.rules, self.processors).walk(root)
+            problems = [p for e in result.emitted.values() for p in e.problems]
+            if problems and len(result.emitted) <= 1:
+                raise InvalidInput("; ".join(p.text() for p in problems))
+            return {
+                "location": existing or {"id": str(uuid.uuid4()), "type": type_, "target": target},
+                "entities": [e.entity for e in result.emitted.values() if not e.failed],
+                "exists": existing is not None,
+            }
+        if existing is not None:
+            raise Conflict(f"Location {type_}:{target} already exists")
+        row = {
+            "id": str(uuid.uuid4()),
+            "type": type_,
+            "target": target,
+            "created_at": datetime.now(UTC),
+        }
+        with self.engine.begin() as conn:
+            conn.execute(locations.insert().values(**row))
+        self.refresh([RootLocation(type_, target)])
+        location = {"id": row["id"], "type": type_, "target": target}
+        return {
+            "location": location,
+            "entities": [generated_location_entity(RootLocation(type_, target))],
+        }
+
+    def _location_row(self, where: Any) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(locations.c.id, locations.c.type, locations.c.target).where(where)
+            ).first()
+        return dict(row._mapping) if row is not None else None
+
+    def list_locations(self) -> list[dict[str, Any]]:
+        """Registered locations, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(locations.c.id, locations.c.type, locations.c.target).order_by(
+                    locations.c.created_at, locations.c.id
+                )
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def get_location(self, id_: str) -> dict[str, Any]:
+        """One registered location by id."""
+        row = self._location_row(locations.c.id == id_)
+        if row is None:
+            raise NotFound(f"Found no location with ID {id_}")
+        return row
+
+    def delete_location(self, id_: str) -> None:
+        """Unregister a location; what it produced becomes orphaned (or is deleted)."""
+        row = self.get_location(id_)
+        key = location_key(row["type"], row["target"])
+        with self.engine.begin() as conn:
+            conn.execute(locations.delete().where(locations.c.id == id_))
+        # A walk that produces nothing orphans (or deletes) everything the root held; the
+        # root's own generated Location entity goes with the location, as in Backstage.
+        self.ingestion.apply(WalkResult(key, ""), PassSummary())
+        generated = generated_location_entity(RootLocation(row["type"], row["target"]))
+        ref = f"location:default/{generated['metadata']['name']}"
+        touched: set[str] = set()
+        with self.engine.begin() as conn:
+            self.ingestion.delete(conn, [ref], touched)
+            stitch(conn, touched)
+
+    def location_by_entity(self, ref: str) -> dict[str, Any]:
+        """The registered (or configured) location that produced an entity."""
+        with self.engine.connect() as conn:
+            origin = conn.execute(
+                sa.select(entities.c.origin_key).where(entities.c.ref == ref.lower())
+            ).scalar()
+        if origin is None:
+            raise NotFound(f"No entity named '{ref}' found")
+        type_, _, target = origin.partition(":")
+        row = self._location_row(sa.and_(locations.c.type == type_, locations.c.target == target))
+        if row is not None:
+            return row
+        return {"id": f"config:{origin}", "type": type_, "target": target}
+
+    def validate(self, entity: Any) -> list[str]:
+        """Validation messages for an entity sent by a client (``POST /validate-entity``)."""
+        return [e.message for e in self.validator.validate(entity)]
+
+    @staticmethod
+    def load(raw: str) -> dict[str, Any]:
+        """A stored entity's JSON."""
+        value: dict[str, Any] = json.loads(raw)
+        return value
+
+    def delete_entity(self, uid: str) -> None:
+        """Remove an entity now (``DELETE /entities/by-uid``); a location that still produces
+        it brings it back on its next refresh, as in Backstage."""
+        with self.engine.connect() as conn:
+            ref = conn.execute(sa.select(entities.c.ref).where(entities.c.uid == uid)).scalar()
+        if ref is None:
+            raise NotFound(f"No entity with uid {uid}")
+        touched: set[str] = set()
+        with self.engine.begin() as conn:
+            self.ingestion.delete(conn, [ref], touched)
+            stitch(conn, touched)
+
+    def analyze_location(self, type_: str, target: str) -> dict[str, Any]:
+        """The entity files at a location and whether it is registered (``/analyze-location``)."""
+        self._check_location(type_, target)
+        root = RootLocation(type_, target)
+        with self.reader() as reader:
+            result = Walker(reader, self.validator, self.rules, self.processors).walk(root)
+        problems = [p.text() for e in result.emitted.values() for p in e.problems]
+        found = [e for ref, e in result.emitted.items() if ref != result.root_ref and not e.failed]
+        if not found and problems:
+            raise InvalidInput("; ".join(problems))
+        registered = (
+            self._location_row(sa.and_(locations.c.type == type_, locations.c.target == target))
+            is not None
+        )
+        return {
+            "existingEntityFiles": [
+                {
+                    "location": dict(
+                        zip(("type", "target"), e.location_key.split(":", 1), strict=True)
+                    ),
+                    "isRegistered": registered,
+                    "entity": e.entity,
+                }
+                for e in found
+            ],
+            "generateEntities": [],
+        }

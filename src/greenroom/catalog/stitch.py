@@ -1,0 +1,108 @@
+"""Stitching: the final entity the API serves, from the processed entity and every relation.
+
+An entity's relations come from its own processing and from other entities (the reverse half of
+their pairs), so a change to one entity re-stitches every entity its old or new relations touch.
+The final entity's ``etag`` is the hash of its content: when it does not change, nothing is
+written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from greenroom.catalog.model.problems import Problem
+from greenroom.catalog.model.refs import parse_ref
+from greenroom.catalog.search_rows import search_rows
+from greenroom.catalog.tables import entities, relations, search
+
+ORPHAN_ANNOTATION = "backstage.io/orphan"
+CHUNK = 500
+
+
+def dumps(value: Any) -> str:
+    """Canonical JSON: sorted keys, no spaces, so that equal content hashes equally."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def digest(value: Any) -> str:
+    """A SHA-1 of the canonical JSON of ``value``."""
+    return hashlib.sha1(dumps(value).encode()).hexdigest()
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    """Slices of ``items``, to keep IN lists and executemany batches bounded."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _relation_json(type_: str, target: str) -> dict[str, Any]:
+    return {"type": type_, "targetRef": target, "target": parse_ref(target).as_dict()}
+
+
+def stitch(connection: sa.Connection, refs: Iterable[str]) -> int:
+    """Rebuild the final entity of each of ``refs`` that changed; returns how many changed."""
+    todo = sorted(set(refs))
+    changed = 0
+    for batch in chunks(todo):
+        rows = connection.execute(
+            sa.select(
+                entities.c.ref,
+                entities.c.uid,
+                entities.c.processed,
+                entities.c.problems,
+                entities.c.orphan,
+                entities.c.etag,
+            ).where(entities.c.ref.in_(batch))
+        ).all()
+        rels: dict[str, set[tuple[str, str]]] = {}
+        for source, type_, target in connection.execute(
+            sa.select(relations.c.source_ref, relations.c.type, relations.c.target_ref).where(
+                relations.c.source_ref.in_(batch)
+            )
+        ):
+            rels.setdefault(source, set()).add((type_, target))
+        updates: list[dict[str, Any]] = []
+        new_search: list[dict[str, Any]] = []
+        for row in rows:
+            if row.processed is None:
+                continue
+            final = _final(row, rels.get(row.ref, set()))
+            etag = digest(final)[:32]
+            if etag == row.etag:
+                continue
+            final["metadata"]["etag"] = etag
+            updates.append({"b_ref": row.ref, "final": dumps(final), "etag": etag})
+            new_search.extend(search_rows(row.ref, final))
+        if not updates:
+            continue
+        changed += len(updates)
+        refs_changed = [u["b_ref"] for u in updates]
+        connection.execute(
+            entities.update().where(entities.c.ref == sa.bindparam("b_ref")),
+            updates,
+        )
+        connection.execute(search.delete().where(search.c.ref.in_(refs_changed)))
+        for rows_batch in chunks(new_search, 2000):
+            connection.execute(search.insert(), list(rows_batch))
+    return changed
+
+
+def _final(row: Any, rels: set[tuple[str, str]]) -> dict[str, Any]:
+    final: dict[str, Any] = json.loads(row.processed)
+    meta = final.setdefault("metadata", {})
+    meta["uid"] = row.uid
+    meta.pop("etag", None)
+    if row.orphan:
+        meta["annotations"] = {**(meta.get("annotations") or {}), ORPHAN_ANNOTATION: "true"}
+    final["relations"] = [_relation_json(t, target) for t, target in sorted(rels)]
+    problems = [Problem.from_json(p) for p in json.loads(row.problems)]
+    if problems:
+        final["status"] = {"items": [p.status_item() for p in problems]}
+    else:
+        final.pop("status", None)
+    return final

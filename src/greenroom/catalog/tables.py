@@ -1,0 +1,72 @@
+"""The catalog's tables, declared once (SQLAlchemy Core); migrations create them.
+
+- ``catalog_locations``: locations registered through the API (config ones live in config).
+- ``catalog_entities``: one row per entity: the processed entity, its problems, and the final
+  (stitched) entity that the API serves; ``final`` is NULL while an entity cannot be served.
+- ``catalog_relations``: relations, each attributed to the entity whose processing emitted it.
+- ``catalog_search``: the final entity flattened into ``key = value`` rows for filters and facets.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from greenroom.db import metadata
+
+REF = sa.String(512)
+
+locations = sa.Table(
+    "catalog_locations",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("type", sa.String(255), nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("type", "target", name="uq_catalog_locations_type_target"),
+)
+
+entities = sa.Table(
+    "catalog_entities",
+    metadata,
+    sa.Column("ref", REF, primary_key=True),
+    sa.Column("uid", sa.String(36), nullable=False, unique=True),
+    sa.Column("kind", sa.String(63), nullable=False),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("name", sa.String(63), nullable=False),
+    sa.Column("origin_key", sa.Text, nullable=False),
+    sa.Column("location_key", sa.Text, nullable=False),
+    sa.Column("parent_ref", REF, nullable=True),
+    sa.Column("processed", sa.Text, nullable=True),
+    sa.Column("problems", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("process_hash", sa.String(40), nullable=False, server_default=""),
+    sa.Column("final", sa.Text, nullable=True),
+    sa.Column("etag", sa.String(40), nullable=True),
+    sa.Column("orphan", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_catalog_entities_origin", "origin_key"),
+    sa.Index("ix_catalog_entities_kind_name", "kind", "namespace", "name"),
+)
+
+relations = sa.Table(
+    "catalog_relations",
+    metadata,
+    sa.Column("originating_ref", REF, nullable=False),
+    sa.Column("source_ref", REF, nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("target_ref", REF, nullable=False),
+    sa.Index("ix_catalog_relations_originating", "originating_ref"),
+    sa.Index("ix_catalog_relations_source", "source_ref"),
+)
+
+search = sa.Table(
+    "catalog_search",
+    metadata,
+    sa.Column(
+        "ref", REF, sa.ForeignKey("catalog_entities.ref", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("value", sa.String(255), nullable=True),
+    sa.Column("original_value", sa.String(255), nullable=True),
+    sa.Index("ix_catalog_search_key_value", "key", "value"),
+    sa.Index("ix_catalog_search_ref", "ref"),
+)

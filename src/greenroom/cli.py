@@ -1,0 +1,76 @@
+"""The ``greenroom`` command: ``serve``, ``db upgrade``, and what plugins add (``catalog``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from greenroom.config import Config, ConfigError, load_config
+from greenroom.plugins import plugin_manager
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Greenroom developer portal.")
+db_cli = typer.Typer(no_args_is_help=True, help="Database commands.")
+cli.add_typer(db_cli, name="db")
+
+ConfigOption = Annotated[
+    list[Path] | None,
+    typer.Option("--config", "-c", help="app-config.yaml files, merged in order (repeatable)."),
+]
+
+
+def config_or_exit(paths: list[Path] | None) -> Config:
+    """Load config, or print the problem (naming the key) and exit with status 2."""
+    if not paths and Path("app-config.yaml").exists():
+        paths = [Path("app-config.yaml")]
+    try:
+        return load_config(paths or [])
+    except ConfigError as exc:
+        typer.echo(f"greenroom: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@cli.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Run the portal (API and background refresh) until interrupted."""
+    import uvicorn
+
+    from greenroom.app import create_app, create_context
+
+    cfg = config_or_exit(config)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    context = create_context(cfg)
+    app = create_app(context)
+    uvicorn.run(
+        app,
+        host=host or cfg.backend.listen.host,
+        port=port if port is not None else cfg.backend.listen.port,
+        log_level="info",
+    )
+
+
+@db_cli.command("upgrade")
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Apply the database migrations."""
+    from greenroom import db
+
+    cfg = config_or_exit(config)
+    db.upgrade(db.create_engine(cfg.database_url))
+    typer.echo("database is up to date")
+
+
+def main() -> None:
+    """Entry point of the ``greenroom`` script: plugins add their commands first."""
+    try:
+        plugin_manager().hook.greenroom_cli(cli=cli)
+    except Exception as exc:  # a broken plugin must not hide which one it is
+        typer.echo(f"greenroom: {exc}", err=True)
+        sys.exit(2)
+    cli()

@@ -1,0 +1,73 @@
+"""Every hook of Greenroom, declared once. Built-in capabilities implement them as plugins do.
+
+A plugin is a module (or object) with functions named like these hooks and marked with
+``@greenroom.plugins.hookimpl``, registered through the ``greenroom.plugins`` entry-point group.
+A hook that raises stops start-up with the plugin's name in the error: a broken plugin is
+found at once, not on the first request.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+    from typer import Typer
+
+    from greenroom.catalog.model.kinds import KindSpec
+    from greenroom.context import AppContext
+    from greenroom.contracts import BackgroundTask, EntityProvider, Processor
+
+hookspec = pluggy.HookspecMarker("greenroom")
+
+
+@hookspec
+def greenroom_entity_kinds() -> list[KindSpec]:
+    """Kinds the catalog accepts, with their apiVersions and ``spec`` JSON Schema.
+
+    Called once at start; the lists of every plugin are joined. A kind named twice is an error.
+    """
+
+
+@hookspec
+def greenroom_catalog_processors(context: AppContext) -> list[Processor]:
+    """Processors that every entity passes through during ingestion, ordered by ``priority``.
+
+    A processor returns the entity (changed or not) and may emit relations; raising
+    :class:`greenroom.contracts.ProcessingError` keeps the error on the entity and serves its last
+    good version instead.
+    """
+
+
+@hookspec
+def greenroom_entity_providers(context: AppContext) -> list[EntityProvider]:
+    """Providers of root locations, read on every refresh (config locations, registered ones)."""
+
+
+@hookspec
+def greenroom_routers(context: AppContext) -> list[APIRouter]:
+    """FastAPI routers to mount on the app; their routes appear in the OpenAPI document."""
+
+
+@hookspec
+def greenroom_background_tasks(context: AppContext) -> list[BackgroundTask]:
+    """Coroutines to run while the server runs (for example the refresh loop).
+
+    Each is started after start-up and cancelled at shut-down; periodic work must be idempotent,
+    since several replicas may run it.
+    """
+
+
+@hookspec
+def greenroom_cli(cli: Typer) -> None:
+    """Add commands or command groups to the ``greenroom`` command line."""
+
+
+@hookspec
+def greenroom_config_schema() -> dict[str, Any]:
+    """Top-level configuration keys this plugin reads, as ``{key: pydantic model}``.
+
+    The models are validated at start, so that a typo in a plugin's section names the key.
+    """

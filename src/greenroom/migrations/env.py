@@ -1,0 +1,13 @@
+"""Alembic environment: runs on the connection Greenroom hands it (see ``greenroom.db``)."""
+
+from __future__ import annotations
+
+from alembic import context
+
+import greenroom.catalog.tables  # noqa: F401  (declares the catalog's tables)
+from greenroom.db import metadata
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

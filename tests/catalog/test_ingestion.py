@@ -1,0 +1,352 @@
+"""Ingestion end to end on a real database: files in, served entities and problems out."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from greenroom.catalog.tables import entities
+
+ORG = {
+    "all.yaml": """
+        apiVersion: backstage.io/v1alpha1
+        kind: Location
+        metadata: {name: root}
+        spec:
+          targets: [./org.yaml, ./services.yaml]
+        """,
+    "org.yaml": """
+        apiVersion: backstage.io/v1alpha1
+        kind: Group
+        metadata: {name: platform}
+        spec: {type: team, children: []}
+        ---
+        apiVersion: backstage.io/v1alpha1
+        kind: User
+        metadata: {name: ada}
+        spec: {memberOf: [platform]}
+        """,
+    "services.yaml": """
+        apiVersion: backstage.io/v1alpha1
+        kind: Component
+        metadata: {name: billing, tags: [python]}
+        spec:
+          type: service
+          lifecycle: production
+          owner: platform
+          providesApis: [billing-api]
+          dependsOn: [resource:billing-db]
+        ---
+        apiVersion: backstage.io/v1alpha1
+        kind: API
+        metadata: {name: billing-api}
+        spec:
+          type: openapi
+          lifecycle: production
+          owner: platform
+          definition:
+            $text: ./billing.openapi.yaml
+        ---
+        apiVersion: backstage.io/v1alpha1
+        kind: Resource
+        metadata: {name: billing-db}
+        spec: {type: database, owner: user:ada}
+        """,
+    "billing.openapi.yaml": """
+        openapi: 3.0.0
+        info: {title: Billing, version: 1.0.0}
+        paths: {}
+        """,
+}
+
+
+def relations(entity: dict) -> set[tuple[str, str]]:
+    return {(r["type"], r["targetRef"]) for r in entity["relations"]}
+
+
+def test_relations_come_out_in_both_directions(make_catalog) -> None:
+    catalog = make_catalog(ORG)
+    catalog.refresh()
+    billing = catalog.entity("component", "billing")
+    assert relations(billing) == {
+        ("ownedBy", "group:default/platform"),
+        ("providesApi", "api:default/billing-api"),
+        ("dependsOn", "resource:default/billing-db"),
+    }
+    assert ("ownerOf", "component:default/billing") in relations(
+        catalog.entity("group", "platform")
+    )
+    assert ("hasMember", "user:default/ada") in relations(catalog.entity("group", "platform"))
+    assert ("memberOf", "group:default/platform") in relations(catalog.entity("user", "ada"))
+    assert relations(catalog.entity("resource", "billing-db")) == {
+        ("ownedBy", "user:default/ada"),
+        ("dependencyOf", "component:default/billing"),
+    }
+    assert ("apiProvidedBy", "component:default/billing") in relations(
+        catalog.entity("api", "billing-api")
+    )
+
+
+def test_relative_text_placeholder_is_read_from_the_file_beside_it(make_catalog) -> None:
+    catalog = make_catalog(ORG)
+    catalog.refresh()
+    api = catalog.entity("api", "billing-api")
+    assert api["spec"]["definition"].startswith("openapi: 3.0.0")
+
+
+def test_served_entities_carry_uid_etag_and_location_annotations(make_catalog) -> None:
+    catalog = make_catalog(ORG)
+    catalog.refresh()
+    billing = catalog.entity("component", "billing")
+    meta = billing["metadata"]
+    assert meta["namespace"] == "default"
+    assert meta["uid"] and meta["etag"]
+    services = catalog.root / "services.yaml"
+    assert meta["annotations"]["backstage.io/managed-by-location"] == f"file:{services}"
+    assert meta["annotations"]["backstage.io/managed-by-origin-location"] == (
+        f"file:{catalog.root / 'all.yaml'}"
+    )
+
+
+def test_a_second_pass_over_unchanged_files_writes_nothing(make_catalog) -> None:
+    catalog = make_catalog(ORG)
+    first = catalog.refresh()
+    assert first.written > 0
+    before = catalog.entity("component", "billing")
+    second = catalog.refresh()
+    assert second.written == 0 and second.stitched == 0
+    assert catalog.entity("component", "billing") == before
+
+
+def test_a_changed_owner_moves_the_reverse_relation(make_catalog) -> None:
+    files = dict(ORG)
+    files["org.yaml"] += """
+        ---
+        apiVersion: backstage.io/v1alpha1
+        kind: Group
+        metadata: {name: payments}
+        spec: {type: team, children: []}
+        """
+    catalog = make_catalog(files)
+    catalog.refresh()
+    services = catalog.root / "services.yaml"
+    services.write_text(
+        services.read_text().replace(
+            "owner: platform\n  providesApis", "owner: payments\n  providesApis"
+        )
+    )
+    catalog.refresh()
+    assert ("ownedBy", "group:default/payments") in relations(
+        catalog.entity("component", "billing")
+    )
+    assert ("ownerOf", "component:default/billing") in relations(
+        catalog.entity("group", "payments")
+    )
+    assert ("ownerOf", "component:default/billing") not in relations(
+        catalog.entity("group", "platform")
+    )
+
+
+def test_an_entity_no_longer_produced_becomes_an_orphan(make_catalog) -> None:
+    catalog = make_catalog(ORG)
+    catalog.refresh()
+    services = catalog.root / "services.yaml"
+    services.write_text(services.read_text().split("---")[0])
+    catalog.refresh()
+    orphan = catalog.entity("resource", "billing-db")
+    assert orphan["metadata"]["annotations"]["backstage.io/orphan"] == "true"
+    assert (
+        "backstage.io/orphan"
+        not in catalog.entity("component", "billing")["metadata"]["annotations"]
+    )
+
+
+def test_orphan_strategy_delete_removes_them(make_catalog) -> None:
+    catalog = make_catalog(ORG, config={"catalog": {"orphanStrategy": "delete"}})
+    catalog.refresh()
+    services = catalog.root / "services.yaml"
+    services.write_text(services.read_text().split("---")[0])
+    catalog.refresh()
+    assert catalog.status("resource", "billing-db") == 404
+    assert ("dependsOn", "resource:default/billing-db") in relations(
+        catalog.entity("component", "billing")
+    )
+
+
+def test_a_file_gone_for_a_moment_keeps_its_entities(make_catalog) -> None:
+    catalog = make_catalog(ORG)
+    catalog.refresh()
+    services = catalog.root / "services.yaml"
+    text = services.read_text()
+    services.unlink()
+    catalog.refresh()
+    billing = catalog.entity("component", "billing")
+    assert "backstage.io/orphan" not in billing["metadata"]["annotations"]
+    root = catalog.get("/entities", params={"filter": "kind=location,metadata.name=root"})[0]
+    messages = " ".join(item["message"] for item in root["status"]["items"])
+    assert "services.yaml does not exist" in messages
+    services.write_text(text)
+    catalog.refresh()
+    root = catalog.get("/entities", params={"filter": "kind=location,metadata.name=root"})[0]
+    assert "status" not in root
+
+
+def test_bad_documents_are_isolated_and_reported_on_the_location(make_catalog) -> None:
+    files = dict(ORG)
+    files["services.yaml"] = (
+        ORG["services.yaml"]
+        + """
+        ---
+        apiVersion: backstage.io/v1alpha1
+        kind: Component
+        metadata: {name: "bad name!"}
+        spec: {type: service, lifecycle: production, owner: platform}
+        ---
+        just: [an, unclosed
+        ---
+        - a list
+        ---
+        apiVersion: backstage.io/v1alpha1
+        kind: Spaceship
+        metadata: {name: enterprise}
+        ---
+        apiVersion: backstage.io/v1alpha1
+        kind: Component
+        metadata: {name: no-owner}
+        spec: {type: service, lifecycle: production}
+        """
+    )
+    catalog = make_catalog(files)
+    catalog.refresh()
+    # The good documents of the file are still served.
+    assert catalog.status("component", "billing") == 200
+    assert catalog.status("component", "no-owner") == 404
+    root = catalog.get("/entities", params={"filter": "kind=location,metadata.name=root"})[0]
+    messages = [item["message"] for item in root["status"]["items"]]
+    text = "\n".join(messages)
+    services = str(catalog.root / "services.yaml")
+    assert f"{services}:" in text
+    assert '"metadata.name" is not valid' in text and "bad name!" in text
+    assert "YAML syntax error" in text
+    assert "got a list" in text
+    assert "Spaceship" in text
+    assert "component:default/no-owner" in text and '"spec.owner" is required' in text
+    assert all(
+        item["type"] == "backstage.io/catalog-processing" for item in root["status"]["items"]
+    )
+    assert all(item["level"] == "error" for item in root["status"]["items"])
+
+
+def test_an_invalid_new_version_keeps_the_old_one_with_the_error_on_it(make_catalog) -> None:
+    catalog = make_catalog(ORG)
+    catalog.refresh()
+    services = catalog.root / "services.yaml"
+    services.write_text(
+        services.read_text().replace(
+            "lifecycle: production\n  owner: platform\n  providesApis",
+            "lifecycle: 42\n  owner: platform\n  providesApis",
+        )
+    )
+    catalog.refresh()
+    billing = catalog.entity("component", "billing")
+    assert billing["spec"]["lifecycle"] == "production"
+    assert "spec.lifecycle" in billing["status"]["items"][0]["message"]
+
+
+def test_kinds_not_allowed_by_rules_are_refused(make_catalog) -> None:
+    catalog = make_catalog(
+        ORG, config={"catalog": {"rules": [{"allow": ["Component", "Location"]}]}}
+    )
+    catalog.refresh()
+    assert catalog.status("component", "billing") == 200
+    assert catalog.status("group", "platform") == 404
+    root = catalog.get("/entities", params={"filter": "kind=location,metadata.name=root"})[0]
+    assert any(
+        "not allowed" in i["message"] and "group:default/platform" in i["message"]
+        for i in root["status"]["items"]
+    )
+
+
+def test_text_placeholder_cannot_escape_the_location_folder(make_catalog, tmp_path) -> None:
+    (tmp_path / "secret.txt").write_text("s3cret")
+    files = {
+        "all.yaml": """
+            apiVersion: backstage.io/v1alpha1
+            kind: API
+            metadata: {name: sneaky}
+            spec:
+              type: openapi
+              lifecycle: production
+              owner: platform
+              definition: {$text: ../secret.txt}
+            """
+    }
+    catalog = make_catalog(files)
+    catalog.refresh()
+    assert catalog.status("api", "sneaky") == 404
+    generated = catalog.get("/entities", params={"filter": "kind=location"})[0]
+    text = " ".join(i["message"] for i in generated["status"]["items"])
+    assert "outside the location's folder" in text and "s3cret" not in text
+
+
+def test_location_cycles_are_reported_and_stop(make_catalog) -> None:
+    files = {
+        "all.yaml": """
+            apiVersion: backstage.io/v1alpha1
+            kind: Location
+            metadata: {name: a}
+            spec: {targets: [./b.yaml]}
+            """,
+        "b.yaml": """
+            apiVersion: backstage.io/v1alpha1
+            kind: Location
+            metadata: {name: b}
+            spec: {targets: [./all.yaml]}
+            """,
+    }
+    catalog = make_catalog(files)
+    catalog.refresh()
+    b = catalog.entity("location", "b")
+    assert "Location cycle" in b["status"]["items"][0]["message"]
+
+
+def test_two_locations_claiming_one_entity_first_keeps_it(make_catalog) -> None:
+    component = """
+        apiVersion: backstage.io/v1alpha1
+        kind: Component
+        metadata: {name: shared, description: %s}
+        spec: {type: service, lifecycle: production, owner: platform}
+        """
+    catalog = make_catalog({"one.yaml": component % "first", "two.yaml": component % "second"})
+    catalog = make_catalog(
+        None,
+        locations=[
+            {"type": "file", "target": str(catalog.root / "one.yaml")},
+            {"type": "file", "target": str(catalog.root / "two.yaml")},
+        ],
+    )
+    catalog.refresh()
+    catalog.refresh()
+    assert catalog.entity("component", "shared")["metadata"]["description"] == "first"
+    locations = catalog.get("/entities", params={"filter": "kind=location"})
+    conflicts = [i for loc in locations for i in loc.get("status", {}).get("items", [])]
+    assert len(conflicts) == 1 and conflicts[0]["error"]["name"] == "ConflictError"
+
+
+def test_rows_are_written_in_batches_not_per_entity(make_catalog) -> None:
+    many = "\n---\n".join(
+        f"apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {{name: c{i}}}\n"
+        f"spec: {{type: service, lifecycle: production, owner: platform}}"
+        for i in range(300)
+    )
+    catalog = make_catalog({"all.yaml": many})
+    statements: list[str] = []
+    sa.event.listen(
+        catalog.context.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+    )
+    catalog.refresh()
+    with catalog.context.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(entities)).scalar() == 301
+    inserts = [
+        s for s in statements if s.lstrip().upper().startswith("INSERT INTO CATALOG_ENTITIES")
+    ]
+    assert len(inserts) < 10
