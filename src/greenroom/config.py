@@ -108,7 +108,10 @@ class Catalog(_Model):
     processing_interval: timedelta | None = Field(
         default=timedelta(seconds=100), alias="processingInterval"
     )
-    orphan_strategy: Literal["keep", "delete"] = Field("keep", alias="orphanStrategy")
+    orphan_strategy: Literal["keep", "delete"] = Field("delete", alias="orphanStrategy")
+    allowed_location_types: list[str] = Field(
+        default_factory=lambda: ["url"], alias="allowedLocationTypes"
+    )
     max_file_bytes: int = Field(5 * 1024 * 1024, alias="maxFileBytes", gt=0)
 
     @field_validator("processing_interval", mode="before")

@@ -147,7 +147,7 @@ def test_a_changed_owner_moves_the_reverse_relation(make_catalog) -> None:
 
 
 def test_an_entity_no_longer_produced_becomes_an_orphan(make_catalog) -> None:
-    catalog = make_catalog(ORG)
+    catalog = make_catalog(ORG, config={"catalog": {"orphanStrategy": "keep"}})
     catalog.refresh()
     services = catalog.root / "services.yaml"
     services.write_text(services.read_text().split("---")[0])
@@ -161,7 +161,7 @@ def test_an_entity_no_longer_produced_becomes_an_orphan(make_catalog) -> None:
 
 
 def test_orphan_strategy_delete_removes_them(make_catalog) -> None:
-    catalog = make_catalog(ORG, config={"catalog": {"orphanStrategy": "delete"}})
+    catalog = make_catalog(ORG)  # delete is the default, as in Backstage
     catalog.refresh()
     services = catalog.root / "services.yaml"
     services.write_text(services.read_text().split("---")[0])
@@ -228,7 +228,7 @@ def test_bad_documents_are_isolated_and_reported_on_the_location(make_catalog) -
     assert '"metadata.name" is not valid' in text and "bad name!" in text
     assert "YAML syntax error" in text
     assert "got a list" in text
-    assert "Spaceship" in text
+    assert "spaceship:default/enterprise" in text and "not of an allowed kind" in text
     assert "component:default/no-owner" in text and '"spec.owner" is required' in text
     assert all(
         item["type"] == "backstage.io/catalog-processing" for item in root["status"]["items"]
@@ -261,7 +261,7 @@ def test_kinds_not_allowed_by_rules_are_refused(make_catalog) -> None:
     assert catalog.status("group", "platform") == 404
     root = catalog.get("/entities", params={"filter": "kind=location,metadata.name=root"})[0]
     assert any(
-        "not allowed" in i["message"] and "group:default/platform" in i["message"]
+        "not of an allowed kind" in i["message"] and "group:default/platform" in i["message"]
         for i in root["status"]["items"]
     )
 

@@ -11,10 +11,12 @@ import base64
 import binascii
 import json
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, Query, Request, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from greenroom.catalog import queries
 from greenroom.catalog.model.refs import RefError, format_ref, parse_ref
@@ -26,10 +28,13 @@ ListParam = Annotated[list[str], Query()]
 
 
 class LocationInput(BaseModel):
-    """``POST /locations`` body."""
+    """``POST /locations`` body; unknown keys are refused, as in Backstage."""
 
-    type: str
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = "url"
     target: str
+    presence: str | None = None
 
 
 class RefreshInput(BaseModel):
@@ -64,28 +69,29 @@ def _encode_cursor(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> dict[str, Any]:
+def _decode_cursor(cursor: str, message: str = "Malformed cursor") -> dict[str, Any]:
+    if not cursor:
+        raise InvalidInput("Cursor cannot be empty")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded))
     except (binascii.Error, ValueError) as exc:
-        raise InvalidInput(f"Malformed cursor: {exc}") from exc
+        raise InvalidInput(f"{message}: {exc}") from exc
     if not isinstance(data, dict):
-        raise InvalidInput("Malformed cursor")
+        raise InvalidInput(message)
     return data
 
 
 def _order(params: list[str]) -> list[tuple[str, bool]]:
-    """``order=asc:metadata.name`` pairs into ``(field, descending)``."""
+    """``order=asc:metadata.name`` parameters into ``(field, descending)`` pairs."""
     out = []
-    for param in params:
-        for item in param.split(","):
-            if not item.strip():
-                continue
-            direction, sep, key = item.partition(":")
-            if not sep or direction not in ("asc", "desc") or not key:
-                raise InvalidInput(f"Invalid order parameter '{item}', expected <asc|desc>:<field>")
-            out.append((key, direction == "desc"))
+    for item in params:
+        direction, sep, key = item.partition(":")
+        if not sep or direction not in ("asc", "desc") or not key:
+            raise InvalidInput(
+                f'Invalid order parameter "{item}", expected "<asc or desc>:<field name>"'
+            )
+        out.append((key, direction == "desc"))
     return out
 
 
@@ -94,12 +100,8 @@ def _order_by(order: list[tuple[str, bool]]) -> list[Any]:
     for key, desc in order:
         value = queries.order_value(key)
         clauses.append(value.desc().nulls_last() if desc else value.asc().nulls_last())
-    clauses.append(entities.c.uid.asc())
+    clauses.append(entities.c.ref.asc())
     return clauses
-
-
-def _entity_ref(kind: str, namespace: str, name: str) -> str:
-    return format_ref(kind, namespace, name)
 
 
 def router(context: AppContext) -> APIRouter:
@@ -109,7 +111,8 @@ def router(context: AppContext) -> APIRouter:
     api = APIRouter(prefix="/api/catalog", tags=["catalog"])
     engine = context.engine
 
-    def served(ref: str) -> dict[str, Any]:
+    def served(kind: str, namespace: str, name: str) -> dict[str, Any]:
+        ref = format_ref(kind, namespace, name)
         with engine.connect() as conn:
             raw = conn.execute(
                 sa.select(entities.c.final).where(
@@ -117,15 +120,15 @@ def router(context: AppContext) -> APIRouter:
                 )
             ).scalar()
         if raw is None:
-            kind, _, rest = ref.partition(":")
             raise NotFound(
-                f"No {kind} entity named '{rest.partition('/')[2]}' found, with ref {ref}"
+                f"No entity named '{name}' found, with kind '{kind}' in namespace '{namespace}'"
             )
         value: dict[str, Any] = json.loads(raw)
         return value
 
     @api.get("/entities", summary="List entities")
     def list_entities(
+        request: Request,
         response: Response,
         filter: ListParam = [],
         fields: ListParam = [],
@@ -135,9 +138,15 @@ def router(context: AppContext) -> APIRouter:
         after: str | None = None,
     ) -> list[dict[str, Any]]:
         where = queries.filter_clause(queries.parse_filters(filter))
+        field_list = queries.parse_fields(fields)
+        if after is not None:
+            state = _decode_cursor(after, "Malformed after cursor, could not be parsed")
+            limit, offset = state.get("limit"), state.get("offset")
+            if not isinstance(limit, int | None) or not isinstance(offset, int | None):
+                raise InvalidInput("Malformed after cursor, could not be parsed")
+        if limit is not None and limit <= 0:
+            raise InvalidInput("Invalid limit, must be greater than zero")
         start = offset or 0
-        if after:
-            start = int(_decode_cursor(after).get("offset", 0))
         query = sa.select(entities.c.final).where(where).order_by(*_order_by(_order(order)))
         if limit is not None:
             query = query.limit(limit + 1)
@@ -147,88 +156,99 @@ def router(context: AppContext) -> APIRouter:
             rows = conn.execute(query).all()
         if limit is not None and len(rows) > limit:
             rows = rows[:limit]
-            response.headers["link"] = (
-                f'<?after={_encode_cursor({"offset": start + limit})}>; rel="next"'
-            )
-        return queries.load_final(rows, queries.parse_fields(fields))
+            params = [
+                (k, v)
+                for k, v in request.query_params.multi_items()
+                if k not in ("offset", "after")
+            ]
+            params.append(("after", _encode_cursor({"limit": limit, "offset": start + limit})))
+            response.headers["link"] = f'</entities?{urlencode(params)}>; rel="next"'
+        return queries.load_final(rows, field_list)
 
     @api.get("/entities/by-query", summary="Query entities with cursor pagination")
     def query_entities(
         filter: ListParam = [],
         fields: ListParam = [],
         limit: int | None = Query(None, ge=0),
+        offset: int | None = Query(None, ge=0),
         orderField: ListParam = [],
         cursor: str | None = None,
         fullTextFilterTerm: str | None = None,
         fullTextFilterFields: ListParam = [],
-        skipTotalItems: bool = False,
+        totalItems: str = "include",
     ) -> dict[str, Any]:
-        if cursor:
+        if totalItems not in ("include", "exclude"):
+            raise InvalidInput(
+                f'Invalid totalItems parameter "{totalItems}", expected one of: include, exclude'
+            )
+        if cursor is not None:
             state = _decode_cursor(cursor)
         else:
-            order_fields = []
-            for item in orderField:
+            order_fields: list[list[Any]] = []
+            for item in orderField[:1]:  # Backstage sorts by the first order field only
                 key, _, direction = item.partition(",")
                 direction = direction or "asc"
-                if direction not in ("asc", "desc") or not key:
-                    raise InvalidInput(f"Invalid orderField '{item}', expected <field>,<asc|desc>")
+                if direction not in ("asc", "desc"):
+                    raise InvalidInput("Invalid order field order, must be asc or desc")
                 order_fields.append([key, direction == "desc"])
+            term_fields = queries.parse_fields(fullTextFilterFields)
+            if fullTextFilterTerm and not term_fields:
+                term_fields = [str(order_fields[0][0]) if order_fields else "metadata.uid"]
             state = {
                 "filter": filter,
                 "order": order_fields,
                 "term": fullTextFilterTerm,
-                "termFields": queries.parse_fields(fullTextFilterFields),
-                "offset": 0,
+                "termFields": term_fields,
+                "offset": offset or 0,
+                "totalItems": totalItems,
             }
-        offset = int(state.get("offset", 0))
-        page = 20 if limit is None else limit
-        where = queries.filter_clause(queries.parse_filters(state["filter"]))
+        start = int(state.get("offset") or 0)
+        page = 200 if limit is None else limit
+        where = queries.filter_clause(queries.parse_filters(state.get("filter") or []))
         text = queries.full_text_clause(state.get("term"), state.get("termFields") or [])
         if text is not None:
             where = sa.and_(where, text)
-        order = [(str(k), bool(d)) for k, d in state["order"]]
-        if not order:
-            order = [("metadata.uid", False)]
+        order = [(str(k), bool(d)) for k, d in state.get("order") or []]
         query = (
             sa.select(entities.c.final)
             .where(where)
             .order_by(*_order_by(order))
-            .offset(offset)
+            .offset(start)
             .limit(page + 1)
         )
         with engine.connect() as conn:
             rows = conn.execute(query).all()
-            total = (
-                None
-                if skipTotalItems
-                else conn.execute(
-                    sa.select(sa.func.count()).select_from(entities).where(where)
-                ).scalar_one()
-            )
+            total = state.get("total")
+            if total is None:
+                total = 0
+                if state.get("totalItems", "include") == "include":
+                    total = conn.execute(
+                        sa.select(sa.func.count()).select_from(entities).where(where)
+                    ).scalar_one()
+                state["total"] = total
         page_info: dict[str, str] = {}
         if len(rows) > page:
             rows = rows[:page]
-            page_info["nextCursor"] = _encode_cursor({**state, "offset": offset + page})
-        if offset > 0:
-            page_info["prevCursor"] = _encode_cursor({**state, "offset": max(0, offset - page)})
-        body: dict[str, Any] = {
+            page_info["nextCursor"] = _encode_cursor({**state, "offset": start + page})
+        if start > 0:
+            page_info["prevCursor"] = _encode_cursor({**state, "offset": max(0, start - page)})
+        return {
             "items": queries.load_final(rows, queries.parse_fields(fields)),
+            "totalItems": total,
             "pageInfo": page_info,
         }
-        body["totalItems"] = total if total is not None else len(rows)
-        return body
 
     @api.post("/entities/by-refs", summary="Get entities by their references")
     def entities_by_refs(
         body: ByRefsInput,
         filter: ListParam = [],
     ) -> dict[str, Any]:
-        wanted = []
+        wanted: list[str] = []
         for ref in body.entityRefs:
             try:
                 wanted.append(str(parse_ref(ref)))
-            except RefError as exc:
-                raise InvalidInput(str(exc)) from exc
+            except RefError:
+                wanted.append("")  # not a reference: no entity, so null, as in Backstage
         where = queries.filter_clause(queries.parse_filters(filter))
         with engine.connect() as conn:
             found = queries.by_refs(conn, wanted, where)
@@ -242,18 +262,17 @@ def router(context: AppContext) -> APIRouter:
 
     @api.get("/entities/by-name/{kind}/{namespace}/{name}", summary="Get an entity by name")
     def entity_by_name(kind: str, namespace: str, name: str) -> dict[str, Any]:
-        return served(_entity_ref(kind, namespace, name))
+        return served(kind, namespace, name)
 
     @api.get("/entities/by-name/{kind}/{namespace}/{name}/ancestry", summary="Entity ancestry")
     def ancestry(kind: str, namespace: str, name: str) -> dict[str, Any]:
-        root = _entity_ref(kind, namespace, name)
-        served(root)
+        root = format_ref(kind, namespace, name)
         items = []
         seen: set[str] = set()
-        todo = [root]
+        stack = [root]
         with engine.connect() as conn:
-            while todo:
-                ref = todo.pop(0)
+            while stack:
+                ref = stack.pop()
                 if ref in seen:
                     continue
                 seen.add(ref)
@@ -263,10 +282,12 @@ def router(context: AppContext) -> APIRouter:
                     )
                 ).first()
                 if row is None:
+                    if ref == root:
+                        raise NotFound(f"No such entity {root}")
                     continue
                 parents = [row.parent_ref] if row.parent_ref else []
                 items.append({"entity": json.loads(row.final), "parentEntityRefs": parents})
-                todo.extend(parents)
+                stack.extend(reversed(parents))
         return {"rootEntityRef": root, "items": items}
 
     @api.get("/entities/by-uid/{uid}", summary="Get an entity by uid")
@@ -292,6 +313,8 @@ def router(context: AppContext) -> APIRouter:
         facet: ListParam = [],
         filter: ListParam = [],
     ) -> dict[str, Any]:
+        if not facet:
+            raise InvalidInput("Missing facet parameter")
         where = queries.filter_clause(queries.parse_filters(filter))
         with engine.connect() as conn:
             return {"facets": queries.facets(conn, facet, where)}
@@ -306,12 +329,18 @@ def router(context: AppContext) -> APIRouter:
         return Response(status_code=200)
 
     @api.post("/validate-entity", summary="Validate an entity")
-    def validate_entity(body: ValidateInput, response: Response) -> dict[str, Any]:
-        errors = service(context).validate(body.entity)
+    def validate_entity(body: ValidateInput) -> Response:
+        if not body.location.startswith("url:"):
+            errors = [
+                f"Invalid location ref {body.location}, only 'url:<target>' is supported, "
+                "e.g. url:https://host/path"
+            ]
+        else:
+            errors = service(context).validate(body.entity)
         if errors:
-            response.status_code = 400
-            return {"errors": [{"name": "InputError", "message": m} for m in errors]}
-        return {}
+            content = {"errors": [{"name": "InputError", "message": m} for m in errors]}
+            return JSONResponse(status_code=400, content=content)
+        return Response(status_code=200)
 
     @api.post("/analyze-location", summary="Find the entity files at a location")
     def analyze_location(body: AnalyzeInput) -> dict[str, Any]:
@@ -327,7 +356,7 @@ def router(context: AppContext) -> APIRouter:
 
     @api.get("/locations/by-entity/{kind}/{namespace}/{name}", summary="Location of an entity")
     def location_by_entity(kind: str, namespace: str, name: str) -> dict[str, Any]:
-        return service(context).location_by_entity(_entity_ref(kind, namespace, name))
+        return service(context).location_by_entity(format_ref(kind, namespace, name))
 
     @api.get("/locations/{id}", summary="Get a registered location")
     def get_location(id: str) -> dict[str, Any]:
@@ -338,5 +367,4 @@ def router(context: AppContext) -> APIRouter:
         service(context).delete_location(id)
         return Response(status_code=204)
 
-    _ = (Body, Request)
     return api

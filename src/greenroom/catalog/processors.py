@@ -15,6 +15,8 @@ from greenroom.catalog.model.relations import relations_of
 from greenroom.catalog.model.validation import Validator
 from greenroom.contracts import ProcessContext, ProcessingError
 
+VIEW_URL = "backstage.io/view-url"
+
 
 class PlaceholderProcessor:
     """Resolves ``$text``/``$json``/``$yaml`` against the file that holds the entity."""
@@ -62,14 +64,33 @@ class AnnotationProcessor:
         meta = entity.setdefault("metadata", {})
         meta.setdefault("namespace", DEFAULT_NAMESPACE)
         annotations = dict(meta.get("annotations") or {})
-        annotations.setdefault(MANAGED_BY_LOCATION, context.location_key)
-        annotations.setdefault(MANAGED_BY_ORIGIN, context.origin_key)
+        # Backstage overwrites these: a file cannot claim to be managed from elsewhere.
+        annotations[MANAGED_BY_LOCATION] = context.location_key
+        annotations[MANAGED_BY_ORIGIN] = context.origin_key
+        type_, _, target = context.location_key.partition(":")
+        if type_ == "url":
+            annotations.setdefault(VIEW_URL, target)
         meta["annotations"] = annotations
         return entity
 
 
+SORTED_FIELDS = (
+    "providesApis",
+    "consumesApis",
+    "dependsOn",
+    "dependencyOf",
+    "memberOf",
+    "children",
+    "members",
+)
+
+
 class RelationsProcessor:
-    """Emits the relations of the built-in kinds, both directions."""
+    """Emits the relations of the built-in kinds, both directions.
+
+    Like Backstage, it also sorts the reference lists of ``spec`` so that the served entity does
+    not change when only their order does.
+    """
 
     name = "relations"
     priority = 40
@@ -85,4 +106,9 @@ class RelationsProcessor:
             raise ProcessingError("; ".join(e.message for e in errors), field=errors[0].field)
         for relation in relations:
             context.emit(relation)
+        spec = entity.get("spec")
+        if isinstance(spec, dict):
+            for key in SORTED_FIELDS:
+                if isinstance(spec.get(key), list) and all(isinstance(v, str) for v in spec[key]):
+                    spec[key] = sorted(spec[key])
         return entity

@@ -41,7 +41,10 @@ def parse_filters(params: Sequence[str]) -> list[FilterSet]:
             key, eq, value = statement.partition("=")
             key = key.strip().lower()
             if not key:
-                raise InvalidInput(f"Invalid filter, '{statement}' has no key")
+                raise InvalidInput(
+                    f"Invalid filter, '{statement}' is not a valid statement "
+                    "(expected a string on the form a=b or a= or a)"
+                )
             if not eq:
                 if key not in fset.keys:
                     fset.keys[key] = None
@@ -97,29 +100,57 @@ def order_value(key: str) -> sa.ScalarSelect[Any]:
     )
 
 
+def _resolve_path(entity: dict[str, Any], path: str) -> list[str] | None:
+    """The keys leading to ``path`` in ``entity``; dots inside keys are found by joining parts
+    that do not exist on their own (``metadata.annotations.backstage.io/orphan``)."""
+    parts = path.split(".")
+    keys: list[str] = []
+    node: Any = entity
+    i = 0
+    while i < len(parts):
+        if not isinstance(node, dict):
+            return None
+        key = parts[i]
+        while key not in node and i + 1 < len(parts):
+            i += 1
+            key = f"{key}.{parts[i]}"
+        if key not in node:
+            return None
+        keys.append(key)
+        node = node[key]
+        i += 1
+    return keys
+
+
 def select_fields(entity: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
     """Keep only the dotted ``fields`` of an entity, as Backstage's ``fields`` parameter does."""
     if not fields:
         return entity
     out: dict[str, Any] = {}
     for path in fields:
-        parts = path.split(".")
+        keys = _resolve_path(entity, path)
+        if keys is None:
+            continue
         source: Any = entity
-        for part in parts:
-            if not isinstance(source, dict) or part not in source:
-                break
-            source = source[part]
-        else:
-            target = out
-            for part in parts[:-1]:
-                target = target.setdefault(part, {})
-            target[parts[-1]] = source
+        target = out
+        for key in keys[:-1]:
+            source = source[key]
+            target = target.setdefault(key, {})
+        target[keys[-1]] = source[keys[-1]]
     return out
 
 
 def parse_fields(params: Iterable[str]) -> list[str]:
-    """``fields=a,b&fields=c`` into ``[a, b, c]``."""
-    return [f.strip() for param in params for f in param.split(",") if f.strip()]
+    """``fields=a,b&fields=c`` into ``[a, b, c]`` (unique, in order); arrays cannot be picked."""
+    out: list[str] = []
+    for param in params:
+        for item in param.split(","):
+            item = item.strip()
+            if "[" in item:
+                raise InvalidInput(f'Invalid field "{item}", array type fields are not supported')
+            if item and item not in out:
+                out.append(item)
+    return out
 
 
 def load_final(rows: Iterable[Any], fields: Sequence[str]) -> list[dict[str, Any]]:
@@ -162,5 +193,5 @@ def facets(
     for row in rows:
         result[lowered[row.key]].append({"value": row.original_value, "count": row.count})
     for items in result.values():
-        items.sort(key=lambda item: (-item["count"], item["value"]))
+        items.sort(key=lambda item: item["value"])
     return result

@@ -36,9 +36,11 @@ def _traverse(root: Any) -> list[tuple[str, Any]]:
             out.append((path, current))
             return
         if isinstance(current, list):
+            seen: set[str] = set()
             for item in current:
                 visit(path, item)
-                if isinstance(item, str):
+                if isinstance(item, str) and item.lower() not in seen:
+                    seen.add(item.lower())
                     out.append((f"{path}.{item}", True))
             return
         if isinstance(current, dict):
@@ -50,8 +52,11 @@ def _traverse(root: Any) -> list[tuple[str, Any]]:
 
 
 def _text(value: Any) -> str:
+    """``String(value)`` as JavaScript writes it, so that ``1.0`` matches ``1``."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return str(value)
 
 

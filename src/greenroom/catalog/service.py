@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from greenroom.catalog.ingest.engine import IngestionEngine, PassSummary
 from greenroom.catalog.ingest.reading import AllowRule, Reader, location_key
 from greenroom.catalog.ingest.rules import RulesEnforcer
-from greenroom.catalog.ingest.walk import Walker, WalkResult, generated_location_entity
+from greenroom.catalog.ingest.walk import Walker, generated_location_entity
 from greenroom.catalog.model.kinds import KindSpec
 from greenroom.catalog.model.validation import Validator
 from greenroom.catalog.stitch import stitch
@@ -93,13 +93,18 @@ class CatalogService:
                 sa.select(entities.c.origin_key).where(entities.c.ref == ref.lower())
             ).scalar()
         if origin is None:
-            raise NotFound(f"No entity named '{ref}' found")
+            raise NotFound(f"Entity {ref.lower()} not found")
         roots = [r for r in self.roots() if location_key(r.type, r.target) == origin]
         self.refresh(roots)
 
     # --- locations -----------------------------------------------------------------------
 
-    def _check_location(self, type_: str, target: str) -> None:
+    def _check_location(self, type_: str, target: str, *, registering: bool) -> None:
+        allowed = self.config.catalog.allowed_location_types
+        if registering and type_ not in allowed:
+            raise InvalidInput(
+                f"Registered locations must be of an allowed type {json.dumps(allowed)}"
+            )
         if type_ not in ("url", "file"):
             raise InvalidInput(f"Unknown location type '{type_}'; expected url or file")
         if type_ == "url":
@@ -111,9 +116,14 @@ class CatalogService:
         elif not os.path.isabs(target):
             raise InvalidInput(f"A file location needs an absolute path, got {target}")
 
+    @staticmethod
+    def _location_json(id_: str, type_: str, target: str) -> dict[str, Any]:
+        name = generated_location_entity(RootLocation(type_, target))["metadata"]["name"]
+        return {"id": id_, "type": type_, "target": target, "entityRef": f"location:default/{name}"}
+
     def add_location(self, type_: str, target: str, *, dry_run: bool = False) -> dict[str, Any]:
-        """Register a location (or, with ``dry_run``, show what it would add)."""
-        self._check_location(type_, target)
+        """Register a location and ingest it now (or, with ``dry_run``, show what it would add)."""
+        self._check_location(type_, target, registering=True)
         existing = self._location_row(
             sa.and_(locations.c.type == type_, locations.c.target == target)
         )
@@ -122,46 +132,44 @@ class CatalogService:
             with self.reader() as reader:
                 result = Walker(reader, self.validator, self.rules, self.processors).walk(root)
             problems = [p for e in result.emitted.values() for p in e.problems]
-            if problems and len(result.emitted) <= 1:
-                raise InvalidInput("; ".join(p.text() for p in problems))
+            if problems:
+                raise InvalidInput(", ".join(p.text() for p in problems))
             return {
-                "location": existing or {"id": str(uuid.uuid4()), "type": type_, "target": target},
-                "entities": [e.entity for e in result.emitted.values() if not e.failed],
                 "exists": existing is not None,
+                "location": self._location_json(f"{type_}:{target}", type_, target),
+                "entities": [e.entity for e in result.emitted.values()],
             }
         if existing is not None:
             raise Conflict(f"Location {type_}:{target} already exists")
+        id_ = str(uuid.uuid4())
         row = {
-            "id": str(uuid.uuid4()),
+            "id": id_,
             "type": type_,
             "target": target,
             "created_at": datetime.now(UTC),
         }
         with self.engine.begin() as conn:
             conn.execute(locations.insert().values(**row))
+        # Unlike Backstage, ingest at once: the caller can read the entities on the next call.
         self.refresh([RootLocation(type_, target)])
-        location = {"id": row["id"], "type": type_, "target": target}
-        return {
-            "location": location,
-            "entities": [generated_location_entity(RootLocation(type_, target))],
-        }
+        return {"location": self._location_json(id_, type_, target), "entities": []}
 
     def _location_row(self, where: Any) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(locations.c.id, locations.c.type, locations.c.target).where(where)
             ).first()
-        return dict(row._mapping) if row is not None else None
+        return self._location_json(row.id, row.type, row.target) if row is not None else None
 
     def list_locations(self) -> list[dict[str, Any]]:
-        """Registered locations, oldest first."""
+        """Registered locations, oldest first (config locations are not listed, as in Backstage)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(locations.c.id, locations.c.type, locations.c.target).order_by(
                     locations.c.created_at, locations.c.id
                 )
             ).all()
-        return [dict(r._mapping) for r in rows]
+        return [self._location_json(r.id, r.type, r.target) for r in rows]
 
     def get_location(self, id_: str) -> dict[str, Any]:
         """One registered location by id."""
@@ -171,34 +179,35 @@ class CatalogService:
         return row
 
     def delete_location(self, id_: str) -> None:
-        """Unregister a location; what it produced becomes orphaned (or is deleted)."""
+        """Unregister a location and remove everything it produced."""
         row = self.get_location(id_)
         key = location_key(row["type"], row["target"])
         with self.engine.begin() as conn:
             conn.execute(locations.delete().where(locations.c.id == id_))
-        # A walk that produces nothing orphans (or deletes) everything the root held; the
-        # root's own generated Location entity goes with the location, as in Backstage.
-        self.ingestion.apply(WalkResult(key, ""), PassSummary())
-        generated = generated_location_entity(RootLocation(row["type"], row["target"]))
-        ref = f"location:default/{generated['metadata']['name']}"
+        # As in Backstage, the location's generated entity and everything under it go at once.
         touched: set[str] = set()
         with self.engine.begin() as conn:
-            self.ingestion.delete(conn, [ref], touched)
+            refs = (
+                conn.execute(sa.select(entities.c.ref).where(entities.c.origin_key == key))
+                .scalars()
+                .all()
+            )
+            self.ingestion.delete(conn, refs, touched)
             stitch(conn, touched)
 
     def location_by_entity(self, ref: str) -> dict[str, Any]:
-        """The registered (or configured) location that produced an entity."""
+        """The registered location an entity originates from (404 for config locations)."""
         with self.engine.connect() as conn:
             origin = conn.execute(
                 sa.select(entities.c.origin_key).where(entities.c.ref == ref.lower())
             ).scalar()
         if origin is None:
-            raise NotFound(f"No entity named '{ref}' found")
+            raise NotFound(f"found no entity for ref {ref}")
         type_, _, target = origin.partition(":")
         row = self._location_row(sa.and_(locations.c.type == type_, locations.c.target == target))
-        if row is not None:
-            return row
-        return {"id": f"config:{origin}", "type": type_, "target": target}
+        if row is None:
+            raise NotFound(f"Found no location with type {type_} and target {target}")
+        return row
 
     def validate(self, entity: Any) -> list[str]:
         """Validation messages for an entity sent by a client (``POST /validate-entity``)."""
@@ -216,7 +225,7 @@ class CatalogService:
         with self.engine.connect() as conn:
             ref = conn.execute(sa.select(entities.c.ref).where(entities.c.uid == uid)).scalar()
         if ref is None:
-            raise NotFound(f"No entity with uid {uid}")
+            return  # Backstage answers 204 for an unknown uid too
         touched: set[str] = set()
         with self.engine.begin() as conn:
             self.ingestion.delete(conn, [ref], touched)
@@ -224,7 +233,7 @@ class CatalogService:
 
     def analyze_location(self, type_: str, target: str) -> dict[str, Any]:
         """The entity files at a location and whether it is registered (``/analyze-location``)."""
-        self._check_location(type_, target)
+        self._check_location(type_, target, registering=False)
         root = RootLocation(type_, target)
         with self.reader() as reader:
             result = Walker(reader, self.validator, self.rules, self.processors).walk(root)

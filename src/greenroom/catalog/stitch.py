@@ -16,7 +16,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from greenroom.catalog.model.problems import Problem
-from greenroom.catalog.model.refs import parse_ref
 from greenroom.catalog.search_rows import search_rows
 from greenroom.catalog.tables import entities, relations, search
 
@@ -41,7 +40,8 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
 
 
 def _relation_json(type_: str, target: str) -> dict[str, Any]:
-    return {"type": type_, "targetRef": target, "target": parse_ref(target).as_dict()}
+    # Backstage 1.x also sent a deprecated ``target`` object; its current API does not.
+    return {"type": type_, "targetRef": target}
 
 
 def stitch(connection: sa.Connection, refs: Iterable[str]) -> int:

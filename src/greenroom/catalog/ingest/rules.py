@@ -1,8 +1,9 @@
 """``catalog.rules``: which kinds may come from which locations.
 
 Backstage's default, when no rules are configured, allows only Component, API and Location.
-A rule with ``locations`` applies to entities read from those locations (by exact ``target``
-or glob ``pattern``); a config location's own ``rules`` apply to everything read under it.
+A rule with ``locations`` applies to entities whose *origin* (the configured or registered root
+location) matches, by exact ``target`` or case-insensitive glob ``pattern``, as in Backstage; a
+config location's own ``rules`` apply to everything read under it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ class RulesEnforcer:
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
 
-    def allows(self, kind: str, location_key: str, root_kinds: tuple[str, ...] | None) -> bool:
-        """True when ``kind`` read at ``location_key`` is allowed by the rules."""
+    def allows(self, kind: str, origin_key: str, root_kinds: tuple[str, ...] | None) -> bool:
+        """True when ``kind`` coming from the root ``origin_key`` is allowed by the rules."""
         kind_l = kind.lower()
         if root_kinds is not None and kind_l in (k.lower() for k in root_kinds):
             return True
-        type_, target = split_key(location_key)
+        type_, target = split_key(origin_key)
         for rule in self.rules:
             if kind_l not in (k.lower() for k in rule.allow):
                 continue
@@ -35,7 +36,7 @@ class RulesEnforcer:
                     continue
                 if loc.target is not None and loc.target == target:
                     return True
-                if loc.pattern is not None and fnmatchcase(target, loc.pattern):
+                if loc.pattern is not None and fnmatchcase(target.lower(), loc.pattern.lower()):
                     return True
                 if loc.target is None and loc.pattern is None:
                     return True

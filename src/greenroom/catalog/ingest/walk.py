@@ -253,12 +253,12 @@ class Walker:
             str(data["kind"]), str(meta.get("namespace") or DEFAULT_NAMESPACE), str(meta["name"])
         )
         ref = str(ref_obj)
-        if not self.rules.allows(str(data["kind"]), key, root.allow_kinds):
+        if not self.rules.allows(str(data["kind"]), root_key, root.allow_kinds):
             result.add_problem(
                 reader_ref,
                 Problem(
-                    f"Entity {ref} of kind {data['kind']} is not allowed from location {key}; "
-                    "see catalog.rules",
+                    f"Entity {ref} at {key}, originated at {root_key}, is not of an allowed kind "
+                    "for that location (see catalog.rules)",
                     name="NotAllowedError",
                     file=path,
                     line=doc.line,

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema_rs
 
@@ -28,7 +29,7 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]+(?:-+[a-z0-9]+)*$")
 _KIND = re.compile(r"^[a-zA-Z][a-z0-9A-Z]*$")
 _API_VERSION_SUFFIX = re.compile(r"^[a-z0-9A-Z]+$")
 _TAG = re.compile(r"^[a-z0-9:+#]+(?:-[a-z0-9:+#]+)*$")
-ROOT_FIELDS = frozenset({"apiVersion", "kind", "metadata", "spec", "relations", "status"})
+ROOT_FIELDS = frozenset({"apiVersion", "kind", "metadata", "spec"})
 
 NAME_EXPECTATION = (
     "a string that is sequences of [a-zA-Z0-9] separated by any of [-_.], "
@@ -188,17 +189,17 @@ class Validator:
     def _envelope(self, entity: Mapping[str, Any]) -> Iterable[EntityError]:
         for key in entity:
             if key not in ROOT_FIELDS:
-                yield EntityError(str(key), f'Entity has forbidden root field "{key}"')
+                yield EntityError(str(key), f"Unknown field {key}")
         api_version = entity.get("apiVersion")
         if api_version is None:
-            yield EntityError("apiVersion", "Entity has no apiVersion")
+            yield EntityError("apiVersion", '"apiVersion" must have a value')
         elif not is_valid_api_version(api_version):
             yield _format_error(
                 "apiVersion", "a valid apiVersion (e.g. backstage.io/v1alpha1)", api_version
             )
         kind = entity.get("kind")
         if kind is None:
-            yield EntityError("kind", "Entity has no kind")
+            yield EntityError("kind", '"kind" must have a value')
         elif not is_valid_kind(kind):
             yield _format_error(
                 "kind", "a string that is a letter followed by letters and digits", kind
@@ -207,7 +208,7 @@ class Validator:
         if not isinstance(meta, Mapping):
             yield EntityError("metadata", "Entity metadata must be an object")
         elif meta.get("name") is None:
-            yield EntityError("metadata.name", "Entity has no metadata.name")
+            yield EntityError("metadata.name", '"metadata.name" must have a value')
         if (
             "spec" in entity
             and entity["spec"] is not None
@@ -246,11 +247,15 @@ class Validator:
                             f'"metadata.links.{i}" must be an object with a string "url"',
                         )
                         continue
+                    if not _is_url(link["url"]):
+                        yield _format_error(
+                            f"metadata.links.{i}.url", "a string that is a valid url", link["url"]
+                        )
                     for key in ("title", "icon", "type"):
-                        if link.get(key) is not None and not isinstance(link[key], str):
-                            yield EntityError(
-                                f"metadata.links.{i}.{key}",
-                                f'"metadata.links.{i}.{key}" must be a string',
+                        value = link.get(key)
+                        if value is not None and (not isinstance(value, str) or not value.strip()):
+                            yield _format_error(
+                                f"metadata.links.{i}.{key}", "a non empty string", value
                             )
 
     @staticmethod
@@ -268,6 +273,12 @@ class Validator:
                 yield _format_error(f"metadata.{field}", "a valid prefix and/or suffix", key)
             elif not value_ok(item):
                 yield _format_error(f"metadata.{field}.{key}", expectation, item)
+
+
+def _is_url(value: str) -> bool:
+    """What WHATWG ``new URL()`` accepts, near enough: a scheme and something after it."""
+    parts = urlsplit(value)
+    return bool(parts.scheme) and bool(parts.netloc or parts.path) and " " not in value.strip()
 
 
 def is_valid_object_name_or_empty(value: object) -> bool:

@@ -1,0 +1,222 @@
+"""The catalog REST API: Backstage's paths, parameters, shapes and status codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.catalog.test_ingestion import ORG
+
+TEAM = """
+apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: {name}
+  title: {title}
+  tags: [{tag}]
+  annotations: {{example.com/tier: "{tier}"}}
+spec: {{type: {type}, lifecycle: {lifecycle}, owner: platform}}
+"""
+
+
+def many_components() -> dict[str, str]:
+    docs = []
+    for i in range(25):
+        docs.append(
+            TEAM.format(
+                name=f"svc-{i:02d}",
+                title=f"Service {i:02d}",
+                tag="python" if i % 2 else "java",
+                tier=i % 3,
+                type="service" if i < 20 else "website",
+                lifecycle="production" if i % 5 else "experimental",
+            )
+        )
+    files = dict(ORG)
+    files["all.yaml"] = ORG["all.yaml"].replace("./services.yaml]", "./services.yaml, ./many.yaml]")
+    files["many.yaml"] = "\n---\n".join(docs)
+    return files
+
+
+@pytest.fixture
+def catalog(make_catalog: Any) -> Any:
+    catalog = make_catalog(many_components())
+    catalog.refresh()
+    return catalog
+
+
+def names(items: list[dict[str, Any]]) -> list[str]:
+    return [e["metadata"]["name"] for e in items]
+
+
+def test_filter_and_within_one_value_or_across_repeats(catalog: Any) -> None:
+    websites = catalog.get("/entities", params={"filter": "kind=component,spec.type=website"})
+    assert sorted(names(websites)) == [f"svc-{i}" for i in range(20, 25)]
+    both = catalog.get("/entities", params=[("filter", "kind=group"), ("filter", "kind=user")])
+    assert sorted(names(both)) == ["ada", "platform"]
+
+
+def test_filter_is_case_insensitive_and_same_key_values_are_alternatives(catalog: Any) -> None:
+    items = catalog.get("/entities", params={"filter": "KIND=Group,kind=USER"})
+    assert sorted(names(items)) == ["ada", "platform"]
+
+
+def test_filter_on_relations_tags_annotations_and_existence(catalog: Any) -> None:
+    owned = catalog.get("/entities", params={"filter": "relations.ownedBy=group:default/platform"})
+    assert "billing" in names(owned) and "svc-00" in names(owned)
+    java = catalog.get("/entities", params={"filter": "metadata.tags.java"})
+    assert sorted(names(java)) == [f"svc-{i:02d}" for i in range(0, 25, 2)]
+    tagged = catalog.get("/entities", params={"filter": "metadata.tags=python"})
+    assert len(tagged) == 13  # 12 of the services and billing
+    tier = catalog.get("/entities", params={"filter": "metadata.annotations.example.com/tier=2"})
+    assert sorted(names(tier)) == [f"svc-{i:02d}" for i in range(2, 25, 3)]
+    with_api = catalog.get("/entities", params={"filter": "spec.definition"})
+    assert names(with_api) == ["billing-api"]
+
+
+def test_fields_narrow_the_entities(catalog: Any) -> None:
+    items = catalog.get(
+        "/entities", params={"filter": "kind=group", "fields": "kind,metadata.name"}
+    )
+    assert items == [{"kind": "Group", "metadata": {"name": "platform"}}]
+
+
+def test_order_limit_offset_and_after(catalog: Any) -> None:
+    params = {"filter": "kind=component", "order": "desc:metadata.name", "limit": 10}
+    response = catalog.client.get("/api/catalog/entities", params=params)
+    first = names(response.json())
+    assert first == [f"svc-{i:02d}" for i in range(24, 14, -1)]
+    second = catalog.get("/entities", params={**params, "offset": 10})
+    assert names(second) == [f"svc-{i:02d}" for i in range(14, 4, -1)]
+    assert "after=" in response.headers["link"]
+
+
+def test_by_query_pages_through_a_cursor(catalog: Any) -> None:
+    first = catalog.get(
+        "/entities/by-query",
+        params={"filter": "kind=component", "limit": 10, "orderField": "metadata.name,asc"},
+    )
+    assert first["totalItems"] == 26
+    seen = names(first["items"])
+    cursor = first["pageInfo"]["nextCursor"]
+    while cursor:
+        page = catalog.get("/entities/by-query", params={"cursor": cursor, "limit": 10})
+        seen += names(page["items"])
+        cursor = page["pageInfo"].get("nextCursor")
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) == 26
+
+
+def test_by_query_full_text_filter(catalog: Any) -> None:
+    found = catalog.get(
+        "/entities/by-query",
+        params={"fullTextFilterTerm": "SERVICE 1", "fullTextFilterFields": "metadata.title"},
+    )
+    assert sorted(names(found["items"])) == [f"svc-{i}" for i in range(10, 20)]
+    assert found["totalItems"] == 10
+
+
+def test_by_refs_keeps_order_and_gives_null_for_missing(catalog: Any) -> None:
+    body = {"entityRefs": ["group:platform", "component:default/missing", "user:default/ada"]}
+    response = catalog.client.post("/api/catalog/entities/by-refs", json=body)
+    assert response.status_code == 200
+    items = response.json()["items"]
+    assert items[1] is None
+    assert [items[0]["metadata"]["name"], items[2]["metadata"]["name"]] == ["platform", "ada"]
+
+
+def test_by_name_and_by_uid(catalog: Any) -> None:
+    group = catalog.entity("Group", "platform")
+    by_uid = catalog.get(f"/entities/by-uid/{group['metadata']['uid']}")
+    assert by_uid == group
+    missing = catalog.client.get("/api/catalog/entities/by-name/group/default/nobody")
+    assert missing.status_code == 404
+    body = missing.json()
+    assert body["error"]["name"] == "NotFoundError"
+    assert body["response"]["statusCode"] == 404
+    assert body["request"]["method"] == "GET"
+
+
+def test_delete_by_uid_removes_until_next_refresh(catalog: Any) -> None:
+    uid = catalog.entity("component", "svc-01")["metadata"]["uid"]
+    assert catalog.client.delete(f"/api/catalog/entities/by-uid/{uid}").status_code == 204
+    assert catalog.status("component", "svc-01") == 404
+    catalog.refresh()
+    assert catalog.status("component", "svc-01") == 200
+
+
+def test_facets_count_original_values(catalog: Any) -> None:
+    facets = catalog.get(
+        "/entity-facets",
+        params=[("facet", "spec.type"), ("facet", "kind"), ("filter", "kind=component")],
+    )["facets"]
+    assert {"value": "service", "count": 21} in facets["spec.type"]
+    assert {"value": "website", "count": 5} in facets["spec.type"]
+    assert facets["kind"] == [{"value": "Component", "count": 26}]
+
+
+def test_ancestry_leads_to_the_root_location(catalog: Any) -> None:
+    body = catalog.get("/entities/by-name/component/default/billing/ancestry")
+    assert body["rootEntityRef"] == "component:default/billing"
+    kinds = [item["entity"]["kind"] for item in body["items"]]
+    assert kinds == ["Component", "Location", "Location"]
+    assert body["items"][0]["parentEntityRefs"] == ["location:default/root"]
+
+
+def test_bad_filter_and_bad_order_are_400(catalog: Any) -> None:
+    for params in (
+        {"filter": "=x"},
+        {"order": "sideways:metadata.name"},
+        {"cursor": "not-a-cursor!"},
+    ):
+        path = "/api/catalog/entities/by-query" if "cursor" in params else "/api/catalog/entities"
+        response = catalog.client.get(path, params=params)
+        assert response.status_code == 400, params
+        assert response.json()["error"]["name"] == "InputError"
+
+
+def test_validate_entity(catalog: Any) -> None:
+    good = {
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": "Group",
+        "metadata": {"name": "x"},
+        "spec": {"type": "team", "children": []},
+    }
+    ok = catalog.client.post(
+        "/api/catalog/validate-entity", json={"entity": good, "location": "url:x"}
+    )
+    assert ok.status_code == 200
+    bad = {**good, "metadata": {"name": "no spaces please"}}
+    response = catalog.client.post(
+        "/api/catalog/validate-entity", json={"entity": bad, "location": "url:x"}
+    )
+    assert response.status_code == 400
+    assert "metadata.name" in response.json()["errors"][0]["message"]
+
+
+def test_refresh_endpoint_rereads_the_entity_location(catalog: Any) -> None:
+    many = catalog.root / "many.yaml"
+    many.write_text(many.read_text().replace("Service 03", "Service Three"))
+    response = catalog.client.post(
+        "/api/catalog/refresh", json={"entityRef": "component:default/svc-03"}
+    )
+    assert response.status_code == 200
+    assert catalog.entity("component", "svc-03")["metadata"]["title"] == "Service Three"
+    unknown = catalog.client.post("/api/catalog/refresh", json={"entityRef": "component:nope"})
+    assert unknown.status_code == 404
+
+
+def test_openapi_lists_every_route(catalog: Any) -> None:
+    paths = catalog.client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/api/catalog/entities",
+        "/api/catalog/entities/by-query",
+        "/api/catalog/entities/by-refs",
+        "/api/catalog/entity-facets",
+        "/api/catalog/locations",
+        "/api/catalog/locations/{id}",
+        "/api/catalog/analyze-location",
+        "/api/catalog/validate-entity",
+        "/api/catalog/refresh",
+    ):
+        assert path in paths

@@ -1,0 +1,167 @@
+"""URL locations against a real loopback HTTP server, and the locations API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import write_files
+from tests.httpserver import base_url, serve_folder
+
+REMOTE = {
+    "catalog-info.yaml": """
+        apiVersion: backstage.io/v1alpha1
+        kind: Component
+        metadata: {name: remote-service}
+        spec:
+          type: service
+          lifecycle: production
+          owner: platform
+          providesApis: [remote-api]
+        ---
+        apiVersion: backstage.io/v1alpha1
+        kind: API
+        metadata: {name: remote-api}
+        spec:
+          type: openapi
+          lifecycle: production
+          owner: platform
+          definition:
+            $text: ./api/openapi.yaml
+        """,
+    "api/openapi.yaml": "openapi: 3.0.0\n",
+}
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    folder = tmp_path / "remote"
+    write_files(folder, REMOTE)
+    with serve_folder(folder) as server:
+        yield base_url(server), folder
+
+
+def allowing(url: str) -> dict[str, Any]:
+    host = url.split("://", 1)[1]
+    return {"backend": {"reading": {"allow": [{"host": host}]}}}
+
+
+def test_register_a_url_location(make_catalog: Any, remote: tuple[str, Path]) -> None:
+    url, _ = remote
+    catalog = make_catalog(config=allowing(url))
+    target = f"{url}/catalog-info.yaml"
+    response = catalog.client.post("/api/catalog/locations", json={"type": "url", "target": target})
+    assert response.status_code == 201, response.text
+    location = response.json()["location"]
+    assert location["type"] == "url" and location["target"] == target
+    service = catalog.entity("component", "remote-service")
+    assert service["metadata"]["annotations"]["backstage.io/managed-by-location"] == f"url:{target}"
+    assert catalog.entity("api", "remote-api")["spec"]["definition"] == "openapi: 3.0.0\n"
+    assert catalog.get("/locations") == [{"data": location}]
+    assert catalog.get(f"/locations/{location['id']}") == location
+    assert catalog.get("/locations/by-entity/component/default/remote-service") == location
+    again = catalog.client.post("/api/catalog/locations", json={"type": "url", "target": target})
+    assert again.status_code == 409
+    assert again.json()["error"]["name"] == "ConflictError"
+
+
+def test_a_host_not_allowed_is_refused(make_catalog: Any, remote: tuple[str, Path]) -> None:
+    url, _ = remote
+    catalog = make_catalog()
+    response = catalog.client.post(
+        "/api/catalog/locations", json={"type": "url", "target": f"{url}/catalog-info.yaml"}
+    )
+    assert response.status_code == 400
+    assert "backend.reading.allow" in response.json()["error"]["message"]
+    assert catalog.get("/locations") == []
+
+
+def test_a_placeholder_to_a_host_not_allowed_is_an_error(make_catalog: Any, tmp_path: Path) -> None:
+    files = {
+        "all.yaml": """
+            apiVersion: backstage.io/v1alpha1
+            kind: API
+            metadata: {name: elsewhere}
+            spec:
+              type: openapi
+              lifecycle: production
+              owner: platform
+              definition: {$text: "http://127.0.0.1:9/openapi.yaml"}
+            """
+    }
+    catalog = make_catalog(files)
+    catalog.refresh()
+    assert catalog.status("api", "elsewhere") == 404
+    location = catalog.get("/entities", params={"filter": "kind=location"})[0]
+    message = location["status"]["items"][0]["message"]
+    assert "api:default/elsewhere" in message and "not allowed" in message
+
+
+def test_host_down_keeps_entities_and_a_failing_text_keeps_the_old_version(
+    make_catalog: Any, tmp_path: Path
+) -> None:
+    folder = tmp_path / "remote"
+    write_files(folder, REMOTE)
+    with serve_folder(folder) as server:
+        url = base_url(server)
+        catalog = make_catalog(
+            config=allowing(url),
+            locations=[{"type": "url", "target": f"{url}/catalog-info.yaml"}],
+        )
+        catalog.refresh()
+        assert catalog.status("component", "remote-service") == 200
+        (folder / "api" / "openapi.yaml").unlink()
+        catalog.refresh()
+        api = catalog.entity("api", "remote-api")
+        assert api["spec"]["definition"] == "openapi: 3.0.0\n"
+        assert "could not read location" in api["status"]["items"][0]["message"]
+    # The server is gone now: everything stays as it was.
+    catalog.refresh()
+    assert catalog.status("component", "remote-service") == 200
+    service = catalog.entity("component", "remote-service")
+    assert "backstage.io/orphan" not in service["metadata"]["annotations"]
+
+
+def test_delete_location_removes_what_it_produced(
+    make_catalog: Any, remote: tuple[str, Path]
+) -> None:
+    url, _ = remote
+    catalog = make_catalog(config=allowing(url))
+    target = f"{url}/catalog-info.yaml"
+    location = catalog.client.post(
+        "/api/catalog/locations", json={"type": "url", "target": target}
+    ).json()["location"]
+    response = catalog.client.delete(f"/api/catalog/locations/{location['id']}")
+    assert response.status_code == 204
+    assert catalog.client.get(f"/api/catalog/locations/{location['id']}").status_code == 404
+    assert catalog.status("component", "remote-service") == 404
+    assert catalog.get("/entities") == []
+
+
+def test_dry_run_and_analyze_show_what_would_be_added(
+    make_catalog: Any, remote: tuple[str, Path]
+) -> None:
+    url, _ = remote
+    catalog = make_catalog(config=allowing(url))
+    target = f"{url}/catalog-info.yaml"
+    dry = catalog.client.post(
+        "/api/catalog/locations", params={"dryRun": "true"}, json={"type": "url", "target": target}
+    )
+    assert dry.status_code == 201
+    assert {e["metadata"]["name"] for e in dry.json()["entities"]} >= {
+        "remote-service",
+        "remote-api",
+    }
+    assert dry.json()["exists"] is False
+    assert catalog.get("/locations") == []
+    analyzed = catalog.client.post(
+        "/api/catalog/analyze-location", json={"location": {"type": "url", "target": target}}
+    )
+    assert analyzed.status_code == 200
+    files = analyzed.json()["existingEntityFiles"]
+    assert {f["entity"]["metadata"]["name"] for f in files} == {"remote-service", "remote-api"}
+    assert all(f["location"] == {"type": "url", "target": target} for f in files)
+    assert all(f["isRegistered"] is False for f in files)

@@ -1,0 +1,100 @@
+"""The ``greenroom`` command line, run as a user runs it: a subprocess of the installed script."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import write_files
+
+GREENROOM = shutil.which("greenroom", path=str(Path(sys.executable).parent)) or "greenroom"
+
+
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GREENROOM, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+
+
+GOOD = """
+    apiVersion: backstage.io/v1alpha1
+    kind: Component
+    metadata: {name: good}
+    spec: {type: service, lifecycle: production, owner: team-a}
+    """
+
+
+def test_validate_reports_file_line_column_and_exit_code(tmp_path: Path) -> None:
+    write_files(
+        tmp_path,
+        {
+            "good.yaml": GOOD,
+            "bad.yaml": """
+            apiVersion: backstage.io/v1alpha1
+            kind: Component
+            metadata:
+              name: good
+            spec:
+              type: service
+              lifecycle: production
+            ---
+            kind: [unclosed
+            """,
+        },
+    )
+    ok = run("catalog", "validate", "good.yaml", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = run("catalog", "validate", "good.yaml", "bad.yaml", cwd=tmp_path)
+    assert bad.returncode == 1
+    lines = bad.stdout.splitlines()
+    assert any(line.startswith("bad.yaml:5:") and "spec.owner" in line for line in lines), lines
+    assert any(line.startswith("bad.yaml:") and "YAML syntax error" in line for line in lines), (
+        lines
+    )
+    assert not any(line.startswith("good.yaml") for line in lines)
+
+
+def test_ingest_prints_a_summary_per_kind(tmp_path: Path) -> None:
+    write_files(
+        tmp_path,
+        {
+            "catalog/all.yaml": GOOD,
+            "app-config.yaml": """
+            backend:
+              database: sqlite:///gr.sqlite
+            catalog:
+              locations:
+                - {type: file, target: ./catalog/all.yaml}
+            """,
+        },
+    )
+    result = run("catalog", "ingest", "--config", "app-config.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Component" in result.stdout and "Location" in result.stdout
+    assert "0 problem(s)" in result.stdout
+    assert (tmp_path / "gr.sqlite").exists()
+
+
+def test_a_bad_config_stops_with_the_key_named(tmp_path: Path) -> None:
+    write_files(tmp_path, {"app-config.yaml": "catalog:\n  orphanStrategy: maybe\n"})
+    result = run("db", "upgrade", "--config", "app-config.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "catalog.orphanStrategy" in result.stderr
+
+
+def test_db_upgrade_creates_the_tables(tmp_path: Path) -> None:
+    result = run(
+        "db", "upgrade", cwd=tmp_path, env={"GREENROOM_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
