@@ -55,4 +55,14 @@ def create_app(context: AppContext, *, background: bool = True) -> FastAPI:
     def healthcheck() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/", tags=["system"], summary="What this server offers")
+    def index() -> dict[str, str]:
+        # The portal's pages come with the UI capability; until then, point people at the API.
+        return {
+            "name": "Greenroom",
+            "version": __version__,
+            "catalog": "/api/catalog/entities",
+            "openapi": "/openapi.json",
+        }
+
     return app

@@ -165,3 +165,27 @@ def test_dry_run_and_analyze_show_what_would_be_added(
     assert {f["entity"]["metadata"]["name"] for f in files} == {"remote-service", "remote-api"}
     assert all(f["location"] == {"type": "url", "target": target} for f in files)
     assert all(f["isRegistered"] is False for f in files)
+
+
+def test_only_allowed_location_types_can_be_registered(make_catalog: Any, tmp_path: Path) -> None:
+    write_files(tmp_path / "files", {"catalog-info.yaml": REMOTE["catalog-info.yaml"]})
+    target = str(tmp_path / "files" / "catalog-info.yaml")
+    catalog = make_catalog()
+    refused = catalog.client.post("/api/catalog/locations", json={"type": "file", "target": target})
+    assert refused.status_code == 400
+    assert 'allowed type ["url"]' in refused.json()["error"]["message"]
+    catalog = make_catalog(config={"catalog": {"allowedLocationTypes": ["url", "file"]}})
+    accepted = catalog.client.post(
+        "/api/catalog/locations", json={"type": "file", "target": target}
+    )
+    assert accepted.status_code == 201
+    assert catalog.status("component", "remote-service") == 200
+
+
+def test_unknown_keys_in_a_location_are_refused(make_catalog: Any) -> None:
+    catalog = make_catalog()
+    response = catalog.client.post(
+        "/api/catalog/locations", json={"type": "url", "target": "http://x", "colour": "red"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["name"] == "InputError"
