@@ -350,3 +350,66 @@ def test_rows_are_written_in_batches_not_per_entity(make_catalog) -> None:
         s for s in statements if s.lstrip().upper().startswith("INSERT INTO CATALOG_ENTITIES")
     ]
     assert len(inserts) < 10
+
+
+def test_a_location_removed_from_config_takes_its_entities_along(make_catalog, tmp_path) -> None:
+    catalog = make_catalog(ORG)
+    catalog.refresh()
+    assert catalog.status("component", "billing") == 200
+    later = make_catalog(None, locations=[])
+    later.refresh()
+    assert later.get("/entities") == []
+
+
+def test_kind_namespace_and_name_are_unique_regardless_of_case(make_catalog) -> None:
+    files = {
+        "all.yaml": """
+            apiVersion: backstage.io/v1alpha1
+            kind: Group
+            metadata: {name: Platform}
+            spec: {type: team, children: []}
+            ---
+            apiVersion: backstage.io/v1alpha1
+            kind: group
+            metadata: {name: platform}
+            spec: {type: team, children: []}
+            """
+    }
+    catalog = make_catalog(files)
+    catalog.refresh()
+    groups = catalog.get("/entities", params={"filter": "kind=group"})
+    assert [g["metadata"]["name"] for g in groups] == ["Platform"]
+    location = catalog.get("/entities", params={"filter": "kind=location"})[0]
+    assert "group:default/platform" in location["status"]["items"][0]["message"]
+
+
+def test_a_file_over_the_size_limit_is_refused(make_catalog) -> None:
+    big = ORG["org.yaml"] + "\n# " + "x" * 3000 + "\n"
+    catalog = make_catalog({"all.yaml": big}, config={"catalog": {"maxFileBytes": 2000}})
+    catalog.refresh()
+    assert catalog.status("group", "platform") == 404
+    location = catalog.get("/entities", params={"filter": "kind=location"})[0]
+    assert "over the limit of 2000" in location["status"]["items"][0]["message"]
+
+
+def test_the_refresh_loop_picks_up_changes(make_catalog) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from greenroom.app import create_app
+
+    catalog = make_catalog(ORG, config={"catalog": {"processingInterval": {"milliseconds": 100}}})
+    with TestClient(create_app(catalog.context, background=True)) as client:
+        deadline = time.monotonic() + 20
+        while client.get("/api/catalog/entities/by-name/group/default/platform").status_code != 200:
+            assert time.monotonic() < deadline, "the first pass never ran"
+            time.sleep(0.05)
+        services = catalog.root / "services.yaml"
+        services.write_text(services.read_text().replace("tags: [python]", "tags: [rust]"))
+        while True:
+            billing = client.get("/api/catalog/entities/by-name/component/default/billing").json()
+            if billing["metadata"]["tags"] == ["rust"]:
+                break
+            assert time.monotonic() < deadline, "the change was never picked up"
+            time.sleep(0.05)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from greenroom.catalog.ingest.engine import IngestionEngine, PassSummary
 from greenroom.catalog.ingest.reading import AllowRule, Reader, location_key
 from greenroom.catalog.ingest.rules import RulesEnforcer
-from greenroom.catalog.ingest.walk import Walker, generated_location_entity
+from greenroom.catalog.ingest.walk import Walker, WalkResult, generated_location_entity
 from greenroom.catalog.model.kinds import KindSpec
 from greenroom.catalog.model.validation import Validator
 from greenroom.catalog.stitch import stitch
@@ -77,13 +77,20 @@ class CatalogService:
     ) -> PassSummary:
         """One full pass over ``roots`` (default: all of them)."""
         summary = PassSummary()
+        full = roots is None
+        todo = self.roots() if roots is None else roots
         with self.reader() as reader:
             walker = Walker(reader, self.validator, self.rules, self.processors)
-            for root in roots if roots is not None else self.roots():
+            for root in todo:
                 self.ingestion.apply(walker.walk(root), summary)
                 summary.roots += 1
                 if progress is not None:
                     progress(root)
+        if full:
+            # A root that is no longer configured or registered produces nothing any more.
+            keep = {location_key(r.type, r.target) for r in todo}
+            for origin in self.ingestion.origins() - keep:
+                self.ingestion.apply(WalkResult(origin, ""), summary)
         return summary
 
     def refresh_entity(self, ref: str) -> None:

@@ -90,6 +90,11 @@ class IngestionEngine:
                 summary.problems.extend(emitted.problems)
             return touched
 
+    def origins(self) -> set[str]:
+        """Every root location key that entities in the database come from."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(entities.c.origin_key).distinct()).scalars())
+
     def _load(self, conn: sa.Connection, where: Any) -> dict[str, _Existing]:
         rows = conn.execute(
             sa.select(
