@@ -413,3 +413,21 @@ def test_the_refresh_loop_picks_up_changes(make_catalog) -> None:
                 break
             assert time.monotonic() < deadline, "the change was never picked up"
             time.sleep(0.05)
+
+
+def test_an_optional_target_that_is_absent_is_no_problem(make_catalog) -> None:
+    files = {
+        "all.yaml": """
+            apiVersion: backstage.io/v1alpha1
+            kind: Location
+            metadata: {name: root}
+            spec:
+              presence: optional
+              targets: [./org.yaml, ./not-there-yet.yaml]
+            """,
+        "org.yaml": ORG["org.yaml"],
+    }
+    catalog = make_catalog(files)
+    catalog.refresh()
+    assert catalog.status("group", "platform") == 200
+    assert "status" not in catalog.entity("location", "root")

@@ -88,7 +88,8 @@ def validate(
     for file in files:
         problems = validate_file(file, validator)
         for problem in problems:
-            typer.echo(f"{problem.where()}: {problem.message}")
+            # Always file:line:column, so that editors and CI annotations can jump to it.
+            typer.echo(f"{file}:{problem.line or 1}:{problem.column or 1}: {problem.message}")
         bad += bool(problems)
     typer.echo(f"{len(files)} file(s) checked, {bad} invalid", err=True)
     raise typer.Exit(1 if bad else 0)

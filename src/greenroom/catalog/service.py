@@ -104,6 +104,11 @@ class CatalogService:
         roots = [r for r in self.roots() if location_key(r.type, r.target) == origin]
         self.refresh(roots)
 
+    def dry_walk(self, root: RootLocation) -> WalkResult:
+        """Read and process ``root`` without storing anything (dry runs, analysis)."""
+        with self.reader() as reader:
+            return Walker(reader, self.validator, self.rules, self.processors).walk(root)
+
     # --- locations -----------------------------------------------------------------------
 
     def _check_location(self, type_: str, target: str, *, registering: bool) -> None:
@@ -135,9 +140,7 @@ class CatalogService:
             sa.and_(locations.c.type == type_, locations.c.target == target)
         )
         if dry_run:
-            root = RootLocation(type_, target)
-            with self.reader() as reader:
-                result = Walker(reader, self.validator, self.rules, self.processors).walk(root)
+            result = self.dry_walk(RootLocation(type_, target))
             problems = [p for e in result.emitted.values() for p in e.problems]
             if problems:
                 raise InvalidInput(", ".join(p.text() for p in problems))
@@ -241,9 +244,7 @@ class CatalogService:
     def analyze_location(self, type_: str, target: str) -> dict[str, Any]:
         """The entity files at a location and whether it is registered (``/analyze-location``)."""
         self._check_location(type_, target, registering=False)
-        root = RootLocation(type_, target)
-        with self.reader() as reader:
-            result = Walker(reader, self.validator, self.rules, self.processors).walk(root)
+        result = self.dry_walk(RootLocation(type_, target))
         problems = [p.text() for e in result.emitted.values() for p in e.problems]
         found = [e for ref, e in result.emitted.items() if ref != result.root_ref and not e.failed]
         if not found and problems:

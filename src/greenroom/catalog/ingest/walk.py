@@ -104,6 +104,28 @@ def _glob_root(target: str) -> str:
     return os.path.dirname(target)
 
 
+@dataclass(frozen=True)
+class _Target:
+    """A location to read in a walk: where, who asked for it, and the path that led there."""
+
+    type: str
+    target: str
+    reader: str  # the Location entity whose spec names it
+    ancestry: frozenset[str]  # file keys on the way here, to detect cycles
+    required: bool = True
+
+
+@dataclass
+class _Walk:
+    """The state of one walk of one root."""
+
+    root: RootLocation
+    result: WalkResult
+    confine: str | None
+    queue: deque[_Target] = field(default_factory=deque)
+    seen: set[str] = field(default_factory=set)
+
+
 class Walker:
     """Walks roots with a reader, a validator, rules and the registered processors."""
 
@@ -126,68 +148,51 @@ class Walker:
         root_ref = str(CompoundRef("Location", DEFAULT_NAMESPACE, root_entity["metadata"]["name"]))
         result = WalkResult(root_key, root_ref)
         result.emitted[root_ref] = Emitted(root_ref, root_entity, root_key, None)
-        confine = _glob_root(root.target) if root.type == "file" else None
-        # Queue of (type, target relative-resolved, reader ref, ancestry of file keys).
-        queue: deque[tuple[str, str, str, frozenset[str], bool]] = deque(
-            [(root.type, root.target, root_ref, frozenset(), True)]
-        )
-        seen: set[str] = set()
-        while queue:
-            type_, target, reader_ref, ancestry, required = queue.popleft()
-            for key in self._expand(type_, target, reader_ref, result, required):
-                if key in ancestry:
+        walk = _Walk(root, result, _glob_root(root.target) if root.type == "file" else None)
+        walk.queue.append(_Target(root.type, root.target, root_ref, frozenset()))
+        while walk.queue:
+            target = walk.queue.popleft()
+            for key in self._expand(target, result):
+                if key in target.ancestry:
                     result.add_problem(
-                        reader_ref,
+                        target.reader,
                         Problem(
                             f"Location cycle: {key} leads back to itself",
-                            name="InputError",
                             file=split_key(key)[1],
                         ),
                     )
-                    continue
-                if key in seen:
-                    continue
-                seen.add(key)
-                self._read_file(
-                    key, reader_ref, root, root_key, confine, ancestry | {key}, result, queue
-                )
+                elif key not in walk.seen:
+                    walk.seen.add(key)
+                    self._read_file(walk, key, target)
         return result
 
-    def _expand(
-        self, type_: str, target: str, reader_ref: str, result: WalkResult, required: bool
-    ) -> list[str]:
-        if type_ == "file":
-            files = Reader.expand_file_target(target)
-            return [location_key("file", f) for f in files]
-        if type_ == "url":
-            return [location_key("url", target)]
+    def _expand(self, target: _Target, result: WalkResult) -> list[str]:
+        if target.type == "file":
+            return [location_key("file", f) for f in Reader.expand_file_target(target.target)]
+        if target.type == "url":
+            return [location_key("url", target.target)]
         result.add_problem(
-            reader_ref,
-            Problem(f"Unsupported location type '{type_}' for target {target}", file=target),
+            target.reader,
+            Problem(
+                f"Unsupported location type '{target.type}' for target {target.target}",
+                file=target.target,
+            ),
         )
         return []
 
-    def _read_file(
-        self,
-        key: str,
-        reader_ref: str,
-        root: RootLocation,
-        root_key: str,
-        confine: str | None,
-        ancestry: frozenset[str],
-        result: WalkResult,
-        queue: deque[tuple[str, str, str, frozenset[str], bool]],
-    ) -> None:
+    def _read_file(self, walk: _Walk, key: str, target: _Target) -> None:
         type_, path = split_key(key)
+        result = walk.result
         try:
             raw = self.reader.read(key)
         except ReadError as exc:
+            if exc.not_found and not target.required:
+                return  # an optional target that is absent is no problem, and produces nothing
             name = "NotFoundError" if exc.not_found else "InputError"
-            result.add_problem(reader_ref, Problem(str(exc), name=name, file=path))
+            result.add_problem(target.reader, Problem(str(exc), name=name, file=path))
             result.failed_keys.add(key)
             return
-        text = raw.decode("utf-8", errors="replace")
-        file_confine = confine
+        confine = walk.confine
         # A file reached outside the root's folder (through a nested Location) is confined to
         # its own folder instead.
         if (
@@ -195,25 +200,22 @@ class Walker:
             and confine is not None
             and os.path.commonpath([os.path.normpath(confine), path]) != os.path.normpath(confine)
         ):
-            file_confine = os.path.dirname(path)
-        for doc in parse_documents(text):
-            self._document(
-                doc, key, path, reader_ref, root, root_key, file_confine, ancestry, result, queue
-            )
+            confine = os.path.dirname(path)
+        ancestry = target.ancestry | {key}
+        for doc in parse_documents(raw.decode("utf-8", errors="replace")):
+            self._document(walk, doc, key, target.reader, confine, ancestry)
 
     def _document(
         self,
+        walk: _Walk,
         doc: Document,
         key: str,
-        path: str,
         reader_ref: str,
-        root: RootLocation,
-        root_key: str,
         confine: str | None,
         ancestry: frozenset[str],
-        result: WalkResult,
-        queue: deque[tuple[str, str, str, frozenset[str], bool]],
     ) -> None:
+        result, root_key = walk.result, walk.result.root_key
+        path = split_key(key)[1]
         label = f"document {doc.index + 1}"
         if doc.error is not None:
             result.add_problem(
@@ -253,7 +255,7 @@ class Walker:
             str(data["kind"]), str(meta.get("namespace") or DEFAULT_NAMESPACE), str(meta["name"])
         )
         ref = str(ref_obj)
-        if not self.rules.allows(str(data["kind"]), root_key, root.allow_kinds):
+        if not self.rules.allows(str(data["kind"]), root_key, walk.root.allow_kinds):
             result.add_problem(
                 reader_ref,
                 Problem(
@@ -309,16 +311,10 @@ class Walker:
         emitted.entity = entity
         emitted.relations = context.relations
         if str(entity.get("kind", "")).lower() == "location":
-            self._enqueue_targets(entity, key, ref, ancestry, result, queue)
+            self._enqueue_targets(walk, entity, key, ref, ancestry)
 
     def _enqueue_targets(
-        self,
-        entity: dict[str, Any],
-        key: str,
-        ref: str,
-        ancestry: frozenset[str],
-        result: WalkResult,
-        queue: deque[tuple[str, str, str, frozenset[str], bool]],
+        self, walk: _Walk, entity: dict[str, Any], key: str, ref: str, ancestry: frozenset[str]
     ) -> None:
         spec = entity.get("spec") or {}
         base_type = split_key(key)[0]
@@ -332,8 +328,10 @@ class Walker:
                 try:
                     resolved = split_key(resolve_relative(key, target))[1]
                 except ReadError as exc:
-                    result.add_problem(ref, Problem(str(exc), file=split_key(key)[1], entity=ref))
+                    walk.result.add_problem(
+                        ref, Problem(str(exc), file=split_key(key)[1], entity=ref)
+                    )
                     continue
             else:
                 resolved = target
-            queue.append((type_, resolved, ref, ancestry, required))
+            walk.queue.append(_Target(type_, resolved, ref, ancestry, required))
