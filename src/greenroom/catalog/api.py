@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
@@ -351,8 +351,14 @@ def router(context: AppContext) -> APIRouter:
         return [{"data": loc} for loc in service(context).list_locations()]
 
     @api.post("/locations", status_code=201, summary="Register a location")
-    def add_location(body: LocationInput, dryRun: bool = False) -> dict[str, Any]:
-        return service(context).add_location(body.type, body.target, dry_run=dryRun)
+    def add_location(
+        body: LocationInput,
+        dryRun: bool = False,
+        onConflict: Literal["refresh", "reject"] = "reject",
+    ) -> dict[str, Any]:
+        return service(context).add_location(
+            body.type, body.target, dry_run=dryRun, refresh_existing=onConflict == "refresh"
+        )
 
     @api.get("/locations/by-entity/{kind}/{namespace}/{name}", summary="Location of an entity")
     def location_by_entity(kind: str, namespace: str, name: str) -> dict[str, Any]:

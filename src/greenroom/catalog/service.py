@@ -133,8 +133,14 @@ class CatalogService:
         name = generated_location_entity(RootLocation(type_, target))["metadata"]["name"]
         return {"id": id_, "type": type_, "target": target, "entityRef": f"location:default/{name}"}
 
-    def add_location(self, type_: str, target: str, *, dry_run: bool = False) -> dict[str, Any]:
-        """Register a location and ingest it now (or, with ``dry_run``, show what it would add)."""
+    def add_location(
+        self, type_: str, target: str, *, dry_run: bool = False, refresh_existing: bool = False
+    ) -> dict[str, Any]:
+        """Register a location and ingest it now (or, with ``dry_run``, show what it would add).
+
+        An existing location is a conflict, unless ``refresh_existing`` (Backstage's
+        ``onConflict=refresh``) asks to read it again instead.
+        """
         self._check_location(type_, target, registering=True)
         existing = self._location_row(
             sa.and_(locations.c.type == type_, locations.c.target == target)
@@ -150,7 +156,10 @@ class CatalogService:
                 "entities": [e.entity for e in result.emitted.values()],
             }
         if existing is not None:
-            raise Conflict(f"Location {type_}:{target} already exists")
+            if not refresh_existing:
+                raise Conflict(f"Location {type_}:{target} already exists")
+            self.refresh([RootLocation(type_, target)])
+            return {"location": existing, "entities": [], "exists": True}
         id_ = str(uuid.uuid4())
         row = {
             "id": id_,

@@ -53,14 +53,29 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
     KindSpec(
         "API",
         CORE_API_VERSIONS,
-        _spec(
-            ["type", "lifecycle", "owner", "definition"],
-            type=_string(),
-            lifecycle=_string(),
-            owner=_string(),
-            system=_string(),
-            definition=_string(),
-        ),
+        {
+            **_spec(
+                ["type", "lifecycle", "owner"],
+                type=_string(),
+                lifecycle=_string(),
+                owner=_string(),
+                system=_string(),
+                definition=_string(),
+                remotes={
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["type", "url"],
+                        "properties": {"type": _string(), "url": _string()},
+                    },
+                },
+            ),
+            # An MCP server describes where it listens (``remotes``) instead of a definition.
+            "if": {"properties": {"type": {"const": "mcp-server"}}, "required": ["type"]},
+            "then": {"required": ["remotes"]},
+            "else": {"required": ["definition"]},
+        },
     ),
     KindSpec(
         "Resource",
