@@ -112,7 +112,7 @@ class Catalog(_Model):
     allowed_location_types: list[str] = Field(
         default_factory=lambda: ["url"], alias="allowedLocationTypes"
     )
-    max_file_bytes: int = Field(5 * 1024 * 1024, alias="maxFileBytes", gt=0)
+    max_file_bytes: int = Field(64 * 1024 * 1024, alias="maxFileBytes", gt=0)
 
     @field_validator("processing_interval", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ psycopg 3 is for production. Every capability declares its tables on :data:`meta
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +52,24 @@ def upgrade(engine: sa.Engine) -> None:
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
+
+
+def bulk_insert(
+    connection: sa.Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+) -> int:
+    """Insert many rows in one ``executemany`` through the driver, skipping SQLAlchemy's
+    per-row parameter processing, which costs more than the insert itself on the hot path
+    of ingestion. Values must already be of the driver's types (str, int, bool, None)."""
+    batch = [tuple(row) for row in rows]
+    if not batch:
+        return 0
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join([mark] * len(columns))})"
+    )
+    connection.exec_driver_sql(sql, batch)
+    return len(batch)

@@ -60,8 +60,8 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def search_rows(ref: str, entity: dict[str, Any]) -> list[dict[str, Any]]:
-    """The search rows of one final entity."""
+def search_rows(ref: str, entity: dict[str, Any]) -> list[tuple[str, str, str | None, str | None]]:
+    """The search rows of one final entity: ``(ref, key, value, original_value)``."""
     meta = entity.get("metadata") or {}
     raw = _traverse(entity)
     raw.append(("metadata.name", meta.get("name")))
@@ -69,7 +69,7 @@ def search_rows(ref: str, entity: dict[str, Any]) -> list[dict[str, Any]]:
     raw.append(("metadata.uid", meta.get("uid")))
     for relation in entity.get("relations") or []:
         raw.append((f"relations.{relation['type']}", relation["targetRef"]))
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[str, str, str | None, str | None]] = []
     seen: set[tuple[str, str | None]] = set()
     for raw_key, raw_value in raw:
         key = raw_key.lower()
@@ -85,5 +85,5 @@ def search_rows(ref: str, entity: dict[str, Any]) -> list[dict[str, Any]]:
         if (key, value) in seen:
             continue
         seen.add((key, value))
-        rows.append({"ref": ref, "key": key, "value": value, "original_value": original})
+        rows.append((ref, key, value, original))
     return rows

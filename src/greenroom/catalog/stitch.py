@@ -18,8 +18,10 @@ import sqlalchemy as sa
 from greenroom.catalog.model.problems import Problem
 from greenroom.catalog.search_rows import search_rows
 from greenroom.catalog.tables import entities, relations, search
+from greenroom.db import bulk_insert
 
 ORPHAN_ANNOTATION = "backstage.io/orphan"
+SEARCH_COLUMNS = ("ref", "key", "value", "original_value")
 CHUNK = 500
 
 
@@ -67,7 +69,7 @@ def stitch(connection: sa.Connection, refs: Iterable[str]) -> int:
         ):
             rels.setdefault(source, set()).add((type_, target))
         updates: list[dict[str, Any]] = []
-        new_search: list[dict[str, Any]] = []
+        new_search: list[tuple[str, str, str | None, str | None]] = []
         for row in rows:
             if row.processed is None:
                 continue
@@ -87,8 +89,7 @@ def stitch(connection: sa.Connection, refs: Iterable[str]) -> int:
             updates,
         )
         connection.execute(search.delete().where(search.c.ref.in_(refs_changed)))
-        for rows_batch in chunks(new_search, 2000):
-            connection.execute(search.insert(), list(rows_batch))
+        bulk_insert(connection, search, SEARCH_COLUMNS, new_search)
     return changed
 
 

@@ -25,6 +25,9 @@ from greenroom.catalog.model.refs import parse_ref
 from greenroom.catalog.stitch import chunks, digest, dumps, stitch
 from greenroom.catalog.tables import entities, relations, search
 from greenroom.contracts import RootLocation
+from greenroom.db import bulk_insert
+
+RELATION_COLUMNS = ("originating_ref", "source_ref", "type", "target_ref")
 
 
 @dataclass
@@ -166,7 +169,7 @@ class IngestionEngine:
         updates: list[dict[str, Any]] = []
         problem_updates: list[dict[str, Any]] = []
         replaced: list[str] = []
-        new_relations: list[dict[str, Any]] = []
+        new_relations: list[tuple[str, str, str, str]] = []
         for ref, emitted in produced.items():
             previous = existing.get(ref)
             problems = dumps([p.as_json() for p in emitted.problems])
@@ -205,10 +208,7 @@ class IngestionEngine:
                 replaced.append(ref)
             touched.add(ref)
             touched.update(r[0] for r in rels)
-            new_relations.extend(
-                {"originating_ref": ref, "source_ref": s, "type": t, "target_ref": tg}
-                for s, t, tg in rels
-            )
+            new_relations.extend((ref, s, t, tg) for s, t, tg in rels)
         touched.update(self._drop_relations(conn, replaced))
         for batch in chunks(inserts, 1000):
             conn.execute(entities.insert(), list(batch))
@@ -220,8 +220,7 @@ class IngestionEngine:
             conn.execute(
                 entities.update().where(entities.c.ref == sa.bindparam("b_ref")), problem_updates
             )
-        for batch in chunks(new_relations, 2000):
-            conn.execute(relations.insert(), list(batch))
+        bulk_insert(conn, relations, RELATION_COLUMNS, new_relations)
         summary.written += len(inserts) + len(updates) + len(problem_updates)
 
     def _drop_relations(self, conn: sa.Connection, originating: Sequence[str]) -> set[str]:

@@ -47,13 +47,31 @@ class Document:
     error: str | None = None
     error_line: int | None = None
     error_column: int | None = None
-    lines: dict[str, int] = field(default_factory=dict)  # dotted path -> 1-based line
+    source: str = field(default="", repr=False)  # the document's text, to find lines on demand
+    offset: int = 0  # lines before the document in its file
+    _lines: dict[str, int] | None = field(default=None, repr=False)
 
     def line_of(self, path: str) -> int:
-        """The line of a field, or of its closest known parent, or of the document."""
+        """The line of a field, or of its closest known parent, or of the document.
+
+        Lines are only needed for error messages, so they are found when first asked for, by
+        composing the document again, instead of for every document of every pass.
+        """
+        if self._lines is None:
+            self._lines = {}
+            if self.source:
+                loader = _Loader(self.source)
+                try:
+                    node = loader.get_single_node()
+                    if node is not None:
+                        self._lines = _field_lines(node, self.offset)
+                except yaml.YAMLError:
+                    pass
+                finally:
+                    loader.dispose()
         while path:
-            if path in self.lines:
-                return self.lines[path]
+            if path in self._lines:
+                return self._lines[path]
             path = path.rpartition(".")[0]
         return self.line
 
@@ -81,14 +99,14 @@ def parse_documents(text: str) -> list[Document]:
     docs: list[Document] = []
     for index, (offset, chunk) in enumerate(split_documents(text)):
         first = offset + _first_content_line(chunk)
-        doc = Document(index=index, line=first)
+        doc = Document(index=index, line=first, source=chunk, offset=offset)
         loader = _Loader(chunk)
         try:
             node = loader.get_single_node()
             if node is None:
                 continue
-            _check_expansion(node)
-            doc.lines = _field_lines(node, offset)
+            if "*" in chunk:  # only aliases can expand, and an alias is written with a star
+                _check_expansion(node)
             doc.line = node.start_mark.line + offset + 1
             doc.data = loader.construct_document(node)
         except yaml.MarkedYAMLError as exc:

@@ -9,7 +9,6 @@ the Location entity that read the file, naming the file, the line and the entity
 
 from __future__ import annotations
 
-import copy
 import glob
 import hashlib
 import os
@@ -299,7 +298,7 @@ class Walker:
         context = ProcessContext(
             ref=ref, location_key=key, origin_key=root_key, reader=self.reader, confine_to=confine
         )
-        entity = copy.deepcopy(data)
+        entity = data  # freshly parsed and owned by this walk: processors may change it in place
         try:
             for processor in self.processors:
                 entity = processor.process(entity, context)

@@ -1,0 +1,5 @@
+"""``python -m greenroom`` runs the ``greenroom`` command."""
+
+from greenroom.cli import main
+
+main()
