@@ -17,8 +17,8 @@ demo: install
 	$(BIN)/greenroom serve --config examples/app-config.demo.yaml
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: install
 	$(BIN)/mypy

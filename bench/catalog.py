@@ -48,9 +48,9 @@ catalog:
 
 def _pg_reset_cmd() -> str:
     code = (
-        "import psycopg; c = psycopg.connect(%r, autocommit=True); "
-        "c.execute('DROP DATABASE IF EXISTS %s WITH (FORCE)'); c.execute('CREATE DATABASE %s')"
-        % (PG_ADMIN, PG_BENCH_DB, PG_BENCH_DB)
+        f"import psycopg; c = psycopg.connect({PG_ADMIN!r}, autocommit=True); "
+        f"c.execute('DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)'); "
+        f"c.execute('CREATE DATABASE {PG_BENCH_DB}')"
     )
     return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
 
@@ -155,9 +155,16 @@ def print_table(reports: list[dict[str, Any]], baselines: list[dict[str, Any]]) 
     (throughput ours/theirs, latency and memory theirs/ours)."""
     base_by_n = {b["n"]: b for b in baselines}
     print("\n## Ingestion and memory\n")
-    print(
-        "| system | N | all served (s) | entities/s | vs baseline | RSS after ingest MiB (peak) | vs baseline |"
-    )
+    header = [
+        "system",
+        "N",
+        "all served (s)",
+        "entities/s",
+        "vs baseline",
+        "RSS after ingest MiB (peak)",
+        "vs baseline",
+    ]
+    print("| " + " | ".join(header) + " |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for rep in sorted(reports + baselines, key=lambda r: (r["n"], r["system"])):
         ing, mem = rep.get("ingest", {}), rep.get("memory_after_ingest", {})
@@ -172,9 +179,18 @@ def print_table(reports: list[dict[str, Any]], baselines: list[dict[str, Any]]) 
             f"{_ratio(mem.get('rss_mib'), bm.get('rss_mib'), False)} |"
         )
     print("\n## Latency (ms) and throughput\n")
-    print(
-        "| system | N | endpoint | clients | p50 | p99 | req/s | p50 vs baseline | p99 vs baseline |"
-    )
+    header = [
+        "system",
+        "N",
+        "endpoint",
+        "clients",
+        "p50",
+        "p99",
+        "req/s",
+        "p50 vs baseline",
+        "p99 vs baseline",
+    ]
+    print("| " + " | ".join(header) + " |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for rep in sorted(reports + baselines, key=lambda r: (r["n"], r["system"])):
         base = base_by_n.get(rep["n"]) if rep not in baselines else None
