@@ -13,6 +13,7 @@ import json
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
+import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -25,6 +26,12 @@ from greenroom.context import AppContext
 from greenroom.exceptions import InvalidInput, NotFound
 
 ListParam = Annotated[list[str], Query()]
+
+
+class RawJSON(Response):
+    """A response whose body is JSON encoded already (stored entities are sent as stored)."""
+
+    media_type = "application/json"
 
 
 class LocationInput(BaseModel):
@@ -111,7 +118,7 @@ def router(context: AppContext) -> APIRouter:
     api = APIRouter(prefix="/api/catalog", tags=["catalog"])
     engine = context.engine
 
-    def served(kind: str, namespace: str, name: str) -> dict[str, Any]:
+    def served(kind: str, namespace: str, name: str) -> Response:
         ref = format_ref(kind, namespace, name)
         with engine.connect() as conn:
             raw = conn.execute(
@@ -123,20 +130,18 @@ def router(context: AppContext) -> APIRouter:
             raise NotFound(
                 f"No entity named '{name}' found, with kind '{kind}' in namespace '{namespace}'"
             )
-        value: dict[str, Any] = json.loads(raw)
-        return value
+        return RawJSON(raw.encode())
 
     @api.get("/entities", summary="List entities")
     def list_entities(
         request: Request,
-        response: Response,
         filter: ListParam = [],
         fields: ListParam = [],
         order: ListParam = [],
         limit: int | None = Query(None, ge=0),
         offset: int | None = Query(None, ge=0),
         after: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> Response:
         where = queries.filter_clause(queries.parse_filters(filter))
         field_list = queries.parse_fields(fields)
         if after is not None:
@@ -162,8 +167,10 @@ def router(context: AppContext) -> APIRouter:
                 if k not in ("offset", "after")
             ]
             params.append(("after", _encode_cursor({"limit": limit, "offset": start + limit})))
-            response.headers["link"] = f'</entities?{urlencode(params)}>; rel="next"'
-        return queries.load_final(rows, field_list)
+            headers = {"link": f'</entities?{urlencode(params)}>; rel="next"'}
+        else:
+            headers = {}
+        return RawJSON(queries.load_final(rows, field_list), headers=headers)
 
     @api.get("/entities/by-query", summary="Query entities with cursor pagination")
     def query_entities(
@@ -176,7 +183,7 @@ def router(context: AppContext) -> APIRouter:
         fullTextFilterTerm: str | None = None,
         fullTextFilterFields: ListParam = [],
         totalItems: str = "include",
-    ) -> dict[str, Any]:
+    ) -> Response:
         if totalItems not in ("include", "exclude"):
             raise InvalidInput(
                 f'Invalid totalItems parameter "{totalItems}", expected one of: include, exclude'
@@ -232,17 +239,22 @@ def router(context: AppContext) -> APIRouter:
             page_info["nextCursor"] = _encode_cursor({**state, "offset": start + page})
         if start > 0:
             page_info["prevCursor"] = _encode_cursor({**state, "offset": max(0, start - page)})
-        return {
-            "items": queries.load_final(rows, queries.parse_fields(fields)),
-            "totalItems": total,
-            "pageInfo": page_info,
-        }
+        items = queries.load_final(rows, queries.parse_fields(fields))
+        return RawJSON(
+            b'{"items":'
+            + items
+            + b',"totalItems":'
+            + str(int(total)).encode()
+            + b',"pageInfo":'
+            + orjson.dumps(page_info)
+            + b"}"
+        )
 
     @api.post("/entities/by-refs", summary="Get entities by their references")
     def entities_by_refs(
         body: ByRefsInput,
         filter: ListParam = [],
-    ) -> dict[str, Any]:
+    ) -> Response:
         wanted: list[str] = []
         for ref in body.entityRefs:
             try:
@@ -253,15 +265,13 @@ def router(context: AppContext) -> APIRouter:
         with engine.connect() as conn:
             found = queries.by_refs(conn, wanted, where)
         fields = queries.parse_fields(body.fields or [])
-        return {
-            "items": [
-                queries.select_fields(json.loads(found[ref]), fields) if ref in found else None
-                for ref in wanted
-            ]
-        }
+        items = queries.json_array(
+            queries.entity_json(found[ref], fields) if ref in found else b"null" for ref in wanted
+        )
+        return RawJSON(b'{"items":' + items + b"}")
 
     @api.get("/entities/by-name/{kind}/{namespace}/{name}", summary="Get an entity by name")
-    def entity_by_name(kind: str, namespace: str, name: str) -> dict[str, Any]:
+    def entity_by_name(kind: str, namespace: str, name: str) -> Response:
         return served(kind, namespace, name)
 
     @api.get("/entities/by-name/{kind}/{namespace}/{name}/ancestry", summary="Entity ancestry")
@@ -291,7 +301,7 @@ def router(context: AppContext) -> APIRouter:
         return {"rootEntityRef": root, "items": items}
 
     @api.get("/entities/by-uid/{uid}", summary="Get an entity by uid")
-    def entity_by_uid(uid: str) -> dict[str, Any]:
+    def entity_by_uid(uid: str) -> Response:
         with engine.connect() as conn:
             raw = conn.execute(
                 sa.select(entities.c.final).where(
@@ -300,8 +310,7 @@ def router(context: AppContext) -> APIRouter:
             ).scalar()
         if raw is None:
             raise NotFound(f"No entity with uid {uid}")
-        value: dict[str, Any] = json.loads(raw)
-        return value
+        return RawJSON(raw.encode())
 
     @api.delete("/entities/by-uid/{uid}", status_code=204, summary="Delete an entity by uid")
     def delete_by_uid(uid: str) -> Response:

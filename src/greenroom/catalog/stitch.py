@@ -9,10 +9,10 @@ written.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from greenroom.catalog.model.problems import Problem
@@ -25,14 +25,21 @@ SEARCH_COLUMNS = ("ref", "key", "value", "original_value")
 CHUNK = 500
 
 
+_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 def dumps(value: Any) -> str:
-    """Canonical JSON: sorted keys, no spaces, so that equal content hashes equally."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Canonical JSON: sorted keys, no spaces, so that equal content hashes equally.
+
+    orjson rather than the standard library: ingestion encodes every entity twice, and this is
+    several times faster; non-string keys (``200:`` in a YAML mapping) become strings, as in JS.
+    """
+    return orjson.dumps(value, option=_CANONICAL).decode()
 
 
 def digest(value: Any) -> str:
     """A SHA-1 of the canonical JSON of ``value``."""
-    return hashlib.sha1(dumps(value).encode()).hexdigest()
+    return hashlib.sha1(orjson.dumps(value, option=_CANONICAL)).hexdigest()
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -94,14 +101,14 @@ def stitch(connection: sa.Connection, refs: Iterable[str]) -> int:
 
 
 def _final(row: Any, rels: set[tuple[str, str]]) -> dict[str, Any]:
-    final: dict[str, Any] = json.loads(row.processed)
+    final: dict[str, Any] = orjson.loads(row.processed)
     meta = final.setdefault("metadata", {})
     meta["uid"] = row.uid
     meta.pop("etag", None)
     if row.orphan:
         meta["annotations"] = {**(meta.get("annotations") or {}), ORPHAN_ANNOTATION: "true"}
     final["relations"] = [_relation_json(t, target) for t, target in sorted(rels)]
-    problems = [Problem.from_json(p) for p in json.loads(row.problems)]
+    problems = [Problem.from_json(p) for p in orjson.loads(row.problems)]
     if problems:
         final["status"] = {"items": [p.status_item() for p in problems]}
     else:
