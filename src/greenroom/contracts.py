@@ -29,6 +29,9 @@ class ProcessContext:
     reader: Any = None  # the Reader of this pass, for processors that read (placeholders)
     confine_to: str | None = None  # folder that relative file reads must stay inside
     relations: list[Relation] = field(default_factory=list)
+    # Set by a processor whose output depends on more than the document's text (it read another
+    # file or a URL): such a document is processed again on every pass, never skipped.
+    volatile: bool = False
 
     def emit(self, relation: Relation) -> None:
         """Add a relation that this entity emits."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import sqlalchemy as sa
 
 from greenroom.catalog.tables import entities
@@ -431,3 +433,46 @@ def test_an_optional_target_that_is_absent_is_no_problem(make_catalog) -> None:
     catalog.refresh()
     assert catalog.status("group", "platform") == 200
     assert "status" not in catalog.entity("location", "root")
+
+
+def test_batches_stitch_relations_across_each_other(make_catalog, monkeypatch) -> None:
+    from greenroom.catalog.ingest import walk
+
+    monkeypatch.setattr(walk, "BATCH", 3)
+    components = "\n---\n".join(
+        f"apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {{name: c{i}}}\n"
+        f"spec: {{type: service, lifecycle: production, owner: platform, "
+        f"dependsOn: ['component:c{(i + 1) % 10}']}}"
+        for i in range(10)
+    )
+    files = dict(ORG)
+    files["services.yaml"] = components + "\n---\n" + textwrap.dedent(ORG["org.yaml"])
+    files["all.yaml"] = ORG["all.yaml"].replace("./org.yaml, ", "")
+    catalog = make_catalog(files)
+    catalog.refresh()
+    owned = {
+        r["targetRef"]
+        for r in catalog.entity("group", "platform")["relations"]
+        if r["type"] == "ownerOf"
+    }
+    assert owned == {f"component:default/c{i}" for i in range(10)}
+    c3 = relations(catalog.entity("component", "c3"))
+    assert {("dependsOn", "component:default/c4"), ("dependencyOf", "component:default/c2")} <= c3
+
+
+def test_a_pass_costs_in_proportion_to_what_changed(make_catalog) -> None:
+    many = "\n---\n".join(
+        f"apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {{name: c{i}}}\n"
+        f"spec: {{type: service, lifecycle: production, owner: platform}}"
+        for i in range(200)
+    )
+    catalog = make_catalog({"all.yaml": many})
+    first = catalog.refresh()
+    assert first.written == 201 and first.unchanged == 0
+    second = catalog.refresh()
+    assert second.written == 0 and second.unchanged == 200
+    path = catalog.root / "all.yaml"
+    path.write_text(path.read_text().replace("name: c7}", "name: c7, title: Seven}"))
+    third = catalog.refresh()
+    assert third.written == 1 and third.unchanged == 199
+    assert catalog.entity("component", "c7")["metadata"]["title"] == "Seven"

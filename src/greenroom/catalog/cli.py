@@ -113,12 +113,14 @@ def ingest(config: ConfigOption = None) -> None:
     table = Table(title="Catalog after ingestion")
     table.add_column("Kind")
     table.add_column("Entities", justify="right")
-    for kind, count in sorted(summary.kinds.items()):
+    counts = svc.counts()
+    for kind, count in sorted(counts.items()):
         table.add_row(kind, str(count))
-    table.add_row("[bold]total[/bold]", str(sum(summary.kinds.values())))
+    table.add_row("[bold]total[/bold]", str(sum(counts.values())))
     out.print(table)
     out.print(
         f"{summary.roots} location(s) read, {summary.written} written, "
+        f"{summary.unchanged} unchanged, "
         f"{summary.orphaned} orphaned, {summary.deleted} deleted, "
         f"{len(summary.problems)} problem(s)"
     )

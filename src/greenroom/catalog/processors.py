@@ -33,6 +33,8 @@ class PlaceholderProcessor:
             resolved: dict[str, Any] = resolver.resolve(entity)
         except PlaceholderError as exc:
             raise ProcessingError(str(exc), field=exc.path) from exc
+        finally:
+            context.volatile = context.volatile or bool(resolver.read_keys)
         return resolved
 
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from greenroom.catalog.ingest.engine import IngestionEngine, PassSummary
 from greenroom.catalog.ingest.reading import AllowRule, Reader, location_key
 from greenroom.catalog.ingest.rules import RulesEnforcer
-from greenroom.catalog.ingest.walk import Walker, WalkResult, generated_location_entity
+from greenroom.catalog.ingest.walk import Emitted, Walker, WalkResult, generated_location_entity
 from greenroom.catalog.model.kinds import KindSpec
 from greenroom.catalog.model.validation import Validator
 from greenroom.catalog.stitch import stitch
@@ -82,7 +82,7 @@ class CatalogService:
         with self.reader() as reader:
             walker = Walker(reader, self.validator, self.rules, self.processors)
             for root in todo:
-                self.ingestion.apply(walker.walk(root), summary)
+                self.ingestion.ingest(walker, root, summary)
                 summary.roots += 1
                 if progress is not None:
                     progress(root)
@@ -90,8 +90,18 @@ class CatalogService:
             # A root that is no longer configured or registered produces nothing any more.
             keep = {location_key(r.type, r.target) for r in todo}
             for origin in self.ingestion.origins() - keep:
-                self.ingestion.apply(WalkResult(origin, ""), summary)
+                self.ingestion.remove_origin(origin, summary)
         return summary
+
+    def counts(self) -> dict[str, int]:
+        """Served entities per kind."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(entities.c.kind, sa.func.count())
+                .where(entities.c.final.is_not(None))
+                .group_by(entities.c.kind)
+            ).all()
+        return {row[0]: row[1] for row in rows}
 
     def refresh_entity(self, ref: str) -> None:
         """Re-read the root location that produced ``ref`` (``POST /refresh``)."""
@@ -104,10 +114,10 @@ class CatalogService:
         roots = [r for r in self.roots() if location_key(r.type, r.target) == origin]
         self.refresh(roots)
 
-    def dry_walk(self, root: RootLocation) -> WalkResult:
+    def dry_walk(self, root: RootLocation) -> tuple[WalkResult, list[Emitted]]:
         """Read and process ``root`` without storing anything (dry runs, analysis)."""
         with self.reader() as reader:
-            return Walker(reader, self.validator, self.rules, self.processors).walk(root)
+            return Walker(reader, self.validator, self.rules, self.processors).walk_all(root)
 
     # --- locations -----------------------------------------------------------------------
 
@@ -146,14 +156,14 @@ class CatalogService:
             sa.and_(locations.c.type == type_, locations.c.target == target)
         )
         if dry_run:
-            result = self.dry_walk(RootLocation(type_, target))
-            problems = [p for e in result.emitted.values() for p in e.problems]
+            _, emitted = self.dry_walk(RootLocation(type_, target))
+            problems = [p for e in emitted for p in e.problems]
             if problems:
                 raise InvalidInput(", ".join(p.text() for p in problems))
             return {
                 "exists": existing is not None,
                 "location": self._location_json(f"{type_}:{target}", type_, target),
-                "entities": [e.entity for e in result.emitted.values()],
+                "entities": [e.entity for e in emitted],
             }
         if existing is not None:
             if not refresh_existing:
@@ -253,9 +263,9 @@ class CatalogService:
     def analyze_location(self, type_: str, target: str) -> dict[str, Any]:
         """The entity files at a location and whether it is registered (``/analyze-location``)."""
         self._check_location(type_, target, registering=False)
-        result = self.dry_walk(RootLocation(type_, target))
-        problems = [p.text() for e in result.emitted.values() for p in e.problems]
-        found = [e for ref, e in result.emitted.items() if ref != result.root_ref and not e.failed]
+        result, emitted = self.dry_walk(RootLocation(type_, target))
+        problems = [p.text() for e in emitted for p in e.problems]
+        found = [e for e in emitted if e.ref != result.root_ref and not e.failed]
         if not found and problems:
             raise InvalidInput("; ".join(problems))
         registered = (

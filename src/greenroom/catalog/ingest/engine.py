@@ -1,25 +1,30 @@
-"""A pass of ingestion: walk every root, then write what changed in set-based batches.
+"""A pass of ingestion: walk a root in batches, write what changed, stitch what it touched.
 
-For each root the engine loads what the database holds for it in one query, compares content
-hashes, and writes only the entities whose processed content, relations or problems changed;
-then it re-stitches exactly the entities those changes touch. An unchanged source costs reads,
-not writes. Entities a root no longer produces become orphans (kept and annotated, or deleted,
-per ``catalog.orphanStrategy``), except those whose file could not be read this time: they stay
-as they were until it reads again.
+For each batch the engine loads what the database holds for those entities in one query,
+compares content hashes, and writes only the entities whose processed content, relations or
+problems changed; then it re-stitches exactly the entities those changes touch. Walking (parsing,
+processing) runs in a thread of its own, one batch ahead of the writes, so that the two use both
+cores; memory stays bounded by a few batches whatever the size of the catalog.
+
+When the walk is over, the Location entities (which gather problems all along the walk) are
+written, and entities the root no longer produces become orphans (kept and annotated, or
+deleted, per ``catalog.orphanStrategy``), except those whose file could not be read this time:
+they stay as they were until it reads again.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from greenroom.catalog.ingest.walk import Emitted, Walker, WalkResult
+from greenroom.catalog.ingest.walk import Emitted, Walker, WalkResult, new_result
 from greenroom.catalog.model.problems import Problem
 from greenroom.catalog.model.refs import parse_ref
 from greenroom.catalog.stitch import chunks, digest, dumps, stitch
@@ -36,25 +41,22 @@ class PassSummary:
 
     roots: int = 0
     written: int = 0
+    unchanged: int = 0
     stitched: int = 0
     orphaned: int = 0
     deleted: int = 0
-    kinds: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
 
 @dataclass
-class _Existing:
+class _Stored:
     ref: str
     uid: str
     origin_key: str
-    location_key: str
-    parent_ref: str | None
     served: bool
     problems: str
     process_hash: str
     orphan: bool
-    kind: str
 
 
 class IngestionEngine:
@@ -65,102 +67,125 @@ class IngestionEngine:
     def __init__(self, engine: sa.Engine, orphan_strategy: str = "keep") -> None:
         self.engine = engine
         self.orphan_strategy = orphan_strategy
-        self._moved: set[str] = set()
 
-    def run(self, walker: Walker, roots: Sequence[RootLocation], summary: PassSummary) -> None:
-        """Walk each root and apply it; one transaction per root."""
-        for root in roots:
-            result = walker.walk(root)
-            self.apply(result, summary)
-            summary.roots += 1
+    # --- a whole root ----------------------------------------------------------------------
 
-    def apply(self, result: WalkResult, summary: PassSummary) -> set[str]:
-        """Write one walk's outcome; returns the refs whose served entity changed."""
+    def ingest(self, walker: Walker, root: RootLocation, summary: PassSummary) -> WalkResult:
+        """Walk ``root`` and store what changed; returns the walk's result."""
+        result = new_result(root)
+        produced: set[str] = set()
+        for batch in _ahead(walker.walk(root, result, self.unchanged_sources)):
+            self._apply(result, batch, produced, summary)
+        self.finish(result, produced, summary)
+        return result
+
+    def finish(self, result: WalkResult, produced: set[str], summary: PassSummary) -> None:
+        """Write the Location entities, then orphan what the root no longer produces."""
+        self._apply(result, list(result.locations.values()), produced, summary)
+        summary.unchanged += len(set(result.seen) - produced)
+        produced.update(result.seen)
         with self._lock, self.engine.begin() as conn:
-            existing = self._load(conn, entities.c.origin_key == result.root_key)
-            others = self._load_refs(conn, [r for r in result.emitted if r not in existing])
-            produced = self._resolve(result, existing, others)
             touched: set[str] = set()
-            self._write(conn, result.root_key, produced, existing | others, touched, summary)
-            self._orphans(conn, result, produced, existing, touched, summary)
+            self._orphans(conn, result, produced, touched, summary)
             summary.stitched += stitch(conn, touched)
-            for emitted in produced.values():
-                if emitted.failed and emitted.ref in self._moved:
-                    continue  # its problems were handed to the Location that read it
-                if not emitted.failed:
-                    kind = str(emitted.entity["kind"])
-                    summary.kinds[kind] = summary.kinds.get(kind, 0) + 1
-                summary.problems.extend(emitted.problems)
-            return touched
 
-    def origins(self) -> set[str]:
-        """Every root location key that entities in the database come from."""
+    def unchanged_sources(self, origin_key: str, hashes: list[str]) -> dict[str, str]:
+        """``{source hash: ref}`` of stored, clean entities of ``origin_key`` with those hashes.
+
+        Only entities with no problems qualify, so that a document whose placeholder could not be
+        read is tried again on every pass; Locations never do, since reading them leads on.
+        """
+        if not hashes:
+            return {}
         with self.engine.connect() as conn:
-            return set(conn.execute(sa.select(entities.c.origin_key).distinct()).scalars())
+            rows = conn.execute(
+                sa.select(entities.c.source_hash, entities.c.ref).where(
+                    entities.c.origin_key == origin_key,
+                    entities.c.source_hash.in_(hashes),
+                    entities.c.problems == "[]",
+                    entities.c.orphan.is_(False),
+                    sa.func.lower(entities.c.kind) != "location",
+                )
+            ).all()
+        return {row.source_hash: row.ref for row in rows}
 
-    def _load(self, conn: sa.Connection, where: Any) -> dict[str, _Existing]:
-        rows = conn.execute(
-            sa.select(
-                entities.c.ref,
-                entities.c.uid,
-                entities.c.origin_key,
-                entities.c.location_key,
-                entities.c.parent_ref,
-                entities.c.final.is_not(None).label("served"),
-                entities.c.problems,
-                entities.c.process_hash,
-                entities.c.orphan,
-                entities.c.kind,
-            ).where(where)
-        )
-        return {row.ref: _Existing(*row) for row in rows}
+    # --- a batch ---------------------------------------------------------------------------
 
-    def _load_refs(self, conn: sa.Connection, refs: Sequence[str]) -> dict[str, _Existing]:
-        found: dict[str, _Existing] = {}
-        for batch in chunks(list(refs)):
-            found.update(self._load(conn, entities.c.ref.in_(batch)))
-        return found
-
-    def _resolve(
+    def _apply(
         self,
         result: WalkResult,
-        existing: dict[str, _Existing],
-        others: dict[str, _Existing],
-    ) -> dict[str, Emitted]:
-        """Decide conflicts and where problems of unservable entities go."""
-        produced: dict[str, Emitted] = {}
-        for ref, emitted in result.emitted.items():
-            other = others.get(ref)
+        batch: list[Emitted],
+        produced: set[str],
+        summary: PassSummary,
+    ) -> None:
+        if not batch:
+            return
+        with self._lock, self.engine.begin() as conn:
+            stored = self._load(conn, [e.ref for e in batch])
+            accepted = self._resolve(result, batch, stored)
+            touched: set[str] = set()
+            self._write(conn, result.root_key, accepted, stored, touched, summary)
+            summary.stitched += stitch(conn, touched)
+        for emitted in accepted:
+            produced.add(emitted.ref)
+            if not (emitted.failed and emitted.reader and self._unserved(emitted, stored)):
+                summary.problems.extend(emitted.problems)
+
+    def _load(self, conn: sa.Connection, refs: Sequence[str]) -> dict[str, _Stored]:
+        found: dict[str, _Stored] = {}
+        for part in chunks(list(refs)):
+            rows = conn.execute(
+                sa.select(
+                    entities.c.ref,
+                    entities.c.uid,
+                    entities.c.origin_key,
+                    entities.c.final.is_not(None).label("served"),
+                    entities.c.problems,
+                    entities.c.process_hash,
+                    entities.c.orphan,
+                ).where(entities.c.ref.in_(part))
+            )
+            found.update((row.ref, _Stored(*row)) for row in rows)
+        return found
+
+    @staticmethod
+    def _unserved(emitted: Emitted, stored: dict[str, _Stored]) -> bool:
+        previous = stored.get(emitted.ref)
+        return previous is None or not previous.served
+
+    def _resolve(
+        self, result: WalkResult, batch: list[Emitted], stored: dict[str, _Stored]
+    ) -> list[Emitted]:
+        """Decide conflicts with other roots, and where problems of unservable entities go."""
+        accepted = []
+        for emitted in batch:
+            other = stored.get(emitted.ref)
             if other is not None and other.origin_key != result.root_key and not other.orphan:
                 if emitted.reader is not None:
                     result.add_problem(
                         emitted.reader,
                         Problem(
-                            f"Detected conflicting entityRef {ref} already referenced by "
+                            f"Detected conflicting entityRef {emitted.ref} already referenced by "
                             f"{other.origin_key} and now also {result.root_key}; the first "
                             "location keeps it",
                             name="ConflictError",
                             file=emitted.location_key.partition(":")[2],
-                            entity=ref,
+                            entity=emitted.ref,
                         ),
                     )
                 continue
-            produced[ref] = emitted
-        self._moved = set()
-        for ref, emitted in list(produced.items()):
-            previous = existing.get(ref) or others.get(ref)
-            if emitted.failed and (previous is None or not previous.served) and emitted.reader:
-                self._moved.add(ref)
+            if emitted.failed and emitted.reader and self._unserved(emitted, stored):
                 for problem in emitted.problems:
                     result.add_problem(emitted.reader, problem)
-        return produced
+            accepted.append(emitted)
+        return accepted
 
     def _write(
         self,
         conn: sa.Connection,
         root_key: str,
-        produced: dict[str, Emitted],
-        existing: dict[str, _Existing],
+        accepted: list[Emitted],
+        stored: dict[str, _Stored],
         touched: set[str],
         summary: PassSummary,
     ) -> None:
@@ -170,8 +195,9 @@ class IngestionEngine:
         problem_updates: list[dict[str, Any]] = []
         replaced: list[str] = []
         new_relations: list[tuple[str, str, str, str]] = []
-        for ref, emitted in produced.items():
-            previous = existing.get(ref)
+        for emitted in accepted:
+            ref = emitted.ref
+            previous = stored.get(ref)
             problems = dumps([p.as_json() for p in emitted.problems])
             if emitted.failed:
                 if previous is not None and previous.served and previous.problems != problems:
@@ -187,10 +213,9 @@ class IngestionEngine:
                 and previous.origin_key == root_key
             ):
                 continue
-            name = parse_ref(ref)
             row = {
                 "kind": str(emitted.entity["kind"]),
-                "namespace": name.namespace,
+                "namespace": parse_ref(ref).namespace,
                 "name": str(emitted.entity["metadata"]["name"]),
                 "origin_key": root_key,
                 "location_key": emitted.location_key,
@@ -198,6 +223,7 @@ class IngestionEngine:
                 "processed": dumps(emitted.entity),
                 "problems": problems,
                 "process_hash": process_hash,
+                "source_hash": emitted.source_hash,
                 "orphan": False,
                 "updated_at": now,
             }
@@ -210,12 +236,10 @@ class IngestionEngine:
             touched.update(r[0] for r in rels)
             new_relations.extend((ref, s, t, tg) for s, t, tg in rels)
         touched.update(self._drop_relations(conn, replaced))
-        for batch in chunks(inserts, 1000):
-            conn.execute(entities.insert(), list(batch))
-        for batch in chunks(updates, 1000):
-            conn.execute(
-                entities.update().where(entities.c.ref == sa.bindparam("b_ref")), list(batch)
-            )
+        if inserts:
+            conn.execute(entities.insert(), inserts)
+        if updates:
+            conn.execute(entities.update().where(entities.c.ref == sa.bindparam("b_ref")), updates)
         if problem_updates:
             conn.execute(
                 entities.update().where(entities.c.ref == sa.bindparam("b_ref")), problem_updates
@@ -226,29 +250,39 @@ class IngestionEngine:
     def _drop_relations(self, conn: sa.Connection, originating: Sequence[str]) -> set[str]:
         """Delete the relations emitted by ``originating``; returns the sources they touched."""
         sources: set[str] = set()
-        for batch in chunks(list(originating)):
+        for part in chunks(list(originating)):
             sources.update(
                 conn.execute(
                     sa.select(relations.c.source_ref)
-                    .where(relations.c.originating_ref.in_(batch))
+                    .where(relations.c.originating_ref.in_(part))
                     .distinct()
                 ).scalars()
             )
-            conn.execute(relations.delete().where(relations.c.originating_ref.in_(batch)))
+            conn.execute(relations.delete().where(relations.c.originating_ref.in_(part)))
         return sources
+
+    # --- the end of a root -----------------------------------------------------------------
 
     def _orphans(
         self,
         conn: sa.Connection,
         result: WalkResult,
-        produced: dict[str, Emitted],
-        existing: dict[str, _Existing],
+        produced: set[str],
         touched: set[str],
         summary: PassSummary,
     ) -> None:
-        """Orphan (or delete) what this root no longer produces, keeping unreadable sources."""
-        retained_parents = {ref for ref, e in produced.items() if e.failed}
-        gone = {ref: row for ref, row in existing.items() if ref not in produced}
+        """Orphan (or delete) what this root no longer produces, keeping unreadable sources.
+
+        An entity is kept as it is when its file could not be read this time, or when the
+        Location that read it failed (it led nowhere this time), transitively.
+        """
+        rows = conn.execute(
+            sa.select(
+                entities.c.ref, entities.c.location_key, entities.c.parent_ref, entities.c.orphan
+            ).where(entities.c.origin_key == result.root_key)
+        ).all()
+        gone = {row.ref: row for row in rows if row.ref not in produced}
+        retained_parents = set(result.failed_refs)
         retained: set[str] = set()
         changed = True
         while changed:
@@ -256,8 +290,7 @@ class IngestionEngine:
             for ref, row in gone.items():
                 if ref in retained:
                     continue
-                key = row.location_key
-                if key in result.failed_keys or (row.parent_ref in retained_parents):
+                if row.location_key in result.failed_keys or row.parent_ref in retained_parents:
                     retained.add(ref)
                     retained_parents.add(ref)
                     changed = True
@@ -269,16 +302,71 @@ class IngestionEngine:
             summary.deleted += len(lost)
             return
         fresh = [ref for ref in lost if not gone[ref].orphan]
-        for batch in chunks(fresh):
-            conn.execute(entities.update().where(entities.c.ref.in_(batch)).values(orphan=True))
+        for part in chunks(fresh):
+            conn.execute(entities.update().where(entities.c.ref.in_(part)).values(orphan=True))
         touched.update(fresh)
         summary.orphaned += len(fresh)
+
+    def remove_origin(self, origin_key: str, summary: PassSummary) -> None:
+        """Orphan (or delete) everything a root that is gone produced."""
+        result = WalkResult(origin_key, "")
+        self.finish(result, set(), summary)
+
+    def origins(self) -> set[str]:
+        """Every root location key that entities in the database come from."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(entities.c.origin_key).distinct()).scalars())
 
     def delete(self, conn: sa.Connection, refs: Iterable[str], touched: set[str]) -> None:
         """Remove entities and what they emitted; their relation peers are re-stitched."""
         refs = list(refs)
         touched.update(self._drop_relations(conn, refs))
-        for batch in chunks(refs):
-            conn.execute(search.delete().where(search.c.ref.in_(batch)))
-            conn.execute(entities.delete().where(entities.c.ref.in_(batch)))
+        for part in chunks(refs):
+            conn.execute(search.delete().where(search.c.ref.in_(part)))
+            conn.execute(entities.delete().where(entities.c.ref.in_(part)))
         touched.difference_update(refs)
+
+
+_DONE = object()
+
+
+def _ahead(batches: Iterator[list[Emitted]], depth: int = 2) -> Iterator[list[Emitted]]:
+    """Run ``batches`` in a thread, ``depth`` batches ahead of the consumer.
+
+    Parsing and processing are Python work; writing spends much of its time in the database
+    driver without the GIL, so the two overlap. An exception in the walk is raised here.
+    """
+    channel: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                channel.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="greenroom-walk", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = channel.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()

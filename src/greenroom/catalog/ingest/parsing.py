@@ -10,14 +10,14 @@ that an alias bomb is refused instead of exhausting memory when the entity is se
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 MAX_EXPANDED_NODES = 100_000
-_DOC_MARKER = re.compile(r"^(---|\.\.\.)(?=\s|$)", re.MULTILINE)
+_DOC_MARKER = re.compile(r"^(---|\.\.\.)(?=\s|$)")
 
 
 class _Loader(yaml.CSafeLoader):
@@ -76,56 +76,74 @@ class Document:
         return self.line
 
 
-def split_documents(text: str) -> Iterator[tuple[int, str]]:
-    """Yield ``(first_line_index, chunk)`` for each document of a multi-document stream."""
-    start, line_offset = 0, 0
-    for match in _DOC_MARKER.finditer(text):
-        chunk = text[start : match.start()]
-        if chunk.strip() and not _only_comments(chunk):
-            yield line_offset, chunk
-        line_offset += chunk.count("\n")
-        start = match.end()  # content may follow `---` on its own line, as in `--- {a: 1}`
-    chunk = text[start:]
-    if chunk.strip() and not _only_comments(chunk):
-        yield line_offset, chunk
+def split_documents(source: str | Iterable[str]) -> Iterator[tuple[int, str]]:
+    """Yield ``(lines_before, text)`` for each non-empty document of a YAML stream.
+
+    ``source`` is the text or its lines; reading lines lets a large file be walked without
+    holding it whole in memory. A line starting with ``---`` or ``...`` ends a document (YAML
+    allows no content at column 0 of a block scalar at the top level, so this is exact); what
+    follows ``---`` on its line belongs to the next document.
+    """
+    lines = source.splitlines(keepends=True) if isinstance(source, str) else source
+    buffer: list[str] = []
+    start = 0
+    for number, line in enumerate(lines):
+        if line.startswith(("---", "...")) and _DOC_MARKER.match(line):
+            chunk = "".join(buffer)
+            if not _blank(chunk):
+                yield start, chunk
+            rest = line[3:] if line.startswith("---") else ""
+            buffer = [rest] if rest.strip() else []
+            start = number if buffer else number + 1
+            continue
+        buffer.append(line)
+    chunk = "".join(buffer)
+    if not _blank(chunk):
+        yield start, chunk
 
 
-def _only_comments(chunk: str) -> bool:
+def _blank(chunk: str) -> bool:
+    """Nothing but whitespace and comments."""
     return all(not ln.strip() or ln.lstrip().startswith("#") for ln in chunk.splitlines())
 
 
-def parse_documents(text: str) -> list[Document]:
-    """Parse every document of ``text``; a bad one carries an error, the others their data."""
-    docs: list[Document] = []
-    for index, (offset, chunk) in enumerate(split_documents(text)):
-        first = offset + _first_content_line(chunk)
-        doc = Document(index=index, line=first, source=chunk, offset=offset)
-        loader = _Loader(chunk)
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                continue
+def parse_document(index: int, offset: int, chunk: str) -> Document:
+    """Parse one document; a bad one carries an error instead of data."""
+    doc = Document(
+        index=index, line=offset + _first_content_line(chunk), source=chunk, offset=offset
+    )
+    loader = _Loader(chunk)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
             if "*" in chunk:  # only aliases can expand, and an alias is written with a star
                 _check_expansion(node)
             doc.line = node.start_mark.line + offset + 1
             doc.data = loader.construct_document(node)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            doc.error = f"YAML syntax error: {exc.problem or exc.context}"
-            if mark is not None:
-                doc.error_line = mark.line + offset + 1
-                doc.error_column = mark.column + 1
-        except yaml.YAMLError as exc:
-            doc.error = f"YAML error: {exc}"
-        except _TooManyNodes:
-            doc.error = (
-                f"YAML document expands to more than {MAX_EXPANDED_NODES} nodes through its "
-                "aliases (an alias bomb?); refusing to read it"
-            )
-        finally:
-            loader.dispose()
-        docs.append(doc)
-    return docs
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        doc.error = f"YAML syntax error: {exc.problem or exc.context}"
+        if mark is not None:
+            doc.error_line = mark.line + offset + 1
+            doc.error_column = mark.column + 1
+    except yaml.YAMLError as exc:
+        doc.error = f"YAML error: {exc}"
+    except _TooManyNodes:
+        doc.error = (
+            f"YAML document expands to more than {MAX_EXPANDED_NODES} nodes through its "
+            "aliases (an alias bomb?); refusing to read it"
+        )
+    finally:
+        loader.dispose()
+    return doc
+
+
+def parse_documents(text: str) -> list[Document]:
+    """Parse every document of ``text``; a bad one carries an error, the others their data."""
+    return [
+        parse_document(index, offset, chunk)
+        for index, (offset, chunk) in enumerate(split_documents(text))
+    ]
 
 
 def _first_content_line(chunk: str) -> int:

@@ -76,8 +76,8 @@ class PlaceholderResolver:
             raise PlaceholderError(path, f"Placeholder ${name} at {path} expected a string value")
         try:
             key = resolve_relative(self.base_key, value, confine_to=self._confinement())
-            raw = self.reader.read(key)
             self.read_keys.append(key)
+            raw = self.reader.read(key)
             return resolver(raw, split_key(key)[1])
         except ReadError as exc:
             raise PlaceholderError(

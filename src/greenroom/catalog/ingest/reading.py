@@ -11,9 +11,10 @@ from __future__ import annotations
 import glob
 import os
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -111,6 +112,35 @@ class Reader:
             return self._read_url(target)
         raise ReadError(f"Unsupported location type '{type_}' in {key}")
 
+    def read_lines(self, key: str) -> Iterator[str]:
+        """The text at a location key as lines; a file is streamed, not read whole.
+
+        The size limit and the existence of the file are checked before the first line, so that
+        a caller sees :class:`ReadError` at once rather than half-way through.
+        """
+        type_, target = split_key(key)
+        if type_ != "file":
+            text = self.read(key).decode("utf-8", errors="replace")
+            return iter(text.splitlines(keepends=True))
+        self._check_file(target)
+        try:
+            handle = open(target, encoding="utf-8", errors="replace")  # noqa: SIM115
+        except OSError as exc:
+            raise ReadError(f"{target} could not be read: {exc.strerror}") from exc
+        return _lines(handle)
+
+    def _check_file(self, path: str) -> None:
+        try:
+            size = os.path.getsize(path)
+        except FileNotFoundError as exc:
+            raise ReadError(f"{path} does not exist", not_found=True) from exc
+        except OSError as exc:
+            raise ReadError(f"{path} could not be read: {exc.strerror}") from exc
+        if os.path.isdir(path):
+            raise ReadError(f"{path} is a folder, not a file")
+        if size > self.max_bytes:
+            raise ReadError(f"{path} is {size} bytes, over the limit of {self.max_bytes}")
+
     def _read_file(self, path: str) -> bytes:
         try:
             size = os.path.getsize(path)
@@ -152,6 +182,11 @@ class Reader:
         if glob.has_magic(target):
             return sorted(p for p in glob.glob(target, recursive=True) if os.path.isfile(p))
         return [target]
+
+
+def _lines(handle: TextIO) -> Iterator[str]:
+    with handle:
+        yield from handle
 
 
 def resolve_relative(base_key: str, ref: str, *, confine_to: str | None = None) -> str:

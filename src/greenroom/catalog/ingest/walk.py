@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from greenroom.catalog.ingest.parsing import Document, parse_documents
+from greenroom.catalog.ingest.parsing import Document, parse_document, split_documents
 from greenroom.catalog.ingest.reading import (
     Reader,
     ReadError,
@@ -42,7 +43,8 @@ class Emitted:
 
     ``failed`` means this version must not be served: the stored one (if any) stays.
     ``reader`` is the Location entity that read its file, where its problems go if it has no
-    stored version to carry them.
+    stored version to carry them. ``source_hash`` identifies the document it came from, so that
+    an unchanged document can be skipped on the next pass.
     """
 
     ref: str
@@ -52,21 +54,30 @@ class Emitted:
     relations: list[Relation] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     failed: bool = False
+    source_hash: str = ""
 
 
 @dataclass
 class WalkResult:
-    """What one walk of a root produced."""
+    """What one walk of a root found, beside the entities it streams out in batches.
+
+    Location entities are kept here rather than streamed, because problems found later in the
+    walk (a file one of them names cannot be read) are attached to them; the engine writes them
+    last. ``seen`` maps every entity reference of the walk to the file it came from, including
+    entities whose document was unchanged and not processed again.
+    """
 
     root_key: str
     root_ref: str
-    emitted: dict[str, Emitted] = field(default_factory=dict)
+    locations: dict[str, Emitted] = field(default_factory=dict)
+    seen: dict[str, str] = field(default_factory=dict)
     failed_keys: set[str] = field(default_factory=set)
+    failed_refs: set[str] = field(default_factory=set)
     orphan_problems: dict[str, list[Problem]] = field(default_factory=dict)
 
     def add_problem(self, location_ref: str, problem: Problem) -> None:
         """Attach a problem to the Location entity ``location_ref`` (the reader of a file)."""
-        target = self.emitted.get(location_ref)
+        target = self.locations.get(location_ref)
         if target is not None:
             target.problems.append(problem)
         else:
@@ -94,6 +105,18 @@ def generated_location_entity(root: RootLocation) -> dict[str, Any]:
     }
 
 
+def new_result(root: RootLocation) -> WalkResult:
+    """An empty result for a walk of ``root``."""
+    name = generated_location_name(root.type, root.target)
+    return WalkResult(
+        location_key(root.type, root.target), str(CompoundRef("Location", DEFAULT_NAMESPACE, name))
+    )
+
+
+def _source_hash(chunk: str, key: str, fingerprint: str) -> str:
+    return hashlib.sha1(f"{fingerprint}\0{key}\0{chunk}".encode()).hexdigest()
+
+
 def _glob_root(target: str) -> str:
     """The folder above the first wildcard of a path, where confinement starts."""
     parts = target.split(os.sep)
@@ -114,6 +137,12 @@ class _Target:
     required: bool = True
 
 
+Lookup = Callable[[str, list[str]], dict[str, str]]
+"""``(origin_key, source hashes) -> {hash: ref}`` of stored entities to keep as they are."""
+
+BATCH = 1000
+
+
 @dataclass
 class _Walk:
     """The state of one walk of one root."""
@@ -121,8 +150,11 @@ class _Walk:
     root: RootLocation
     result: WalkResult
     confine: str | None
+    fingerprint: str
+    lookup: Lookup | None
     queue: deque[_Target] = field(default_factory=deque)
-    seen: set[str] = field(default_factory=set)
+    seen_keys: set[str] = field(default_factory=set)
+    batch: list[Emitted] = field(default_factory=list)
 
 
 class Walker:
@@ -134,21 +166,47 @@ class Walker:
         validator: Validator,
         rules: RulesEnforcer,
         processors: Sequence[Processor],
+        *,
+        batch_size: int | None = None,
     ) -> None:
         self.reader = reader
         self.validator = validator
         self.rules = rules
         self.processors = sorted(processors, key=lambda p: p.priority)
+        self.batch_size = batch_size or BATCH
 
-    def walk(self, root: RootLocation) -> WalkResult:
-        """Read ``root`` and everything it leads to."""
-        root_key = location_key(root.type, root.target)
+    def walk(
+        self, root: RootLocation, result: WalkResult, lookup: Lookup | None = None
+    ) -> Iterator[list[Emitted]]:
+        """Read ``root`` and everything it leads to, yielding entities in batches.
+
+        ``result`` collects what is not streamed (Locations, unreadable files). With ``lookup``,
+        documents whose text, file and processing are unchanged since they were stored are not
+        parsed again: their entities are kept as stored, so a pass costs in proportion to what
+        changed.
+        """
         root_entity = generated_location_entity(root)
-        root_ref = str(CompoundRef("Location", DEFAULT_NAMESPACE, root_entity["metadata"]["name"]))
-        result = WalkResult(root_key, root_ref)
-        result.emitted[root_ref] = Emitted(root_ref, root_entity, root_key, None)
-        walk = _Walk(root, result, _glob_root(root.target) if root.type == "file" else None)
-        walk.queue.append(_Target(root.type, root.target, root_ref, frozenset()))
+        result.locations[result.root_ref] = Emitted(
+            result.root_ref, root_entity, result.root_key, None
+        )
+        result.seen[result.root_ref] = result.root_key
+        fingerprint = hashlib.sha1(
+            repr(
+                (
+                    [p.name for p in self.processors],
+                    root.allow_kinds,
+                    [r.model_dump() for r in self.rules.rules],
+                )
+            ).encode()
+        ).hexdigest()
+        walk = _Walk(
+            root,
+            result,
+            _glob_root(root.target) if root.type == "file" else None,
+            fingerprint,
+            lookup,
+        )
+        walk.queue.append(_Target(root.type, root.target, result.root_ref, frozenset()))
         while walk.queue:
             target = walk.queue.popleft()
             for key in self._expand(target, result):
@@ -160,10 +218,17 @@ class Walker:
                             file=split_key(key)[1],
                         ),
                     )
-                elif key not in walk.seen:
-                    walk.seen.add(key)
-                    self._read_file(walk, key, target)
-        return result
+                elif key not in walk.seen_keys:
+                    walk.seen_keys.add(key)
+                    yield from self._read_file(walk, key, target)
+        if walk.batch:
+            yield walk.batch
+
+    def walk_all(self, root: RootLocation) -> tuple[WalkResult, list[Emitted]]:
+        """The whole walk in memory, Locations first (for dry runs and analysis)."""
+        result = new_result(root)
+        entities = [e for batch in self.walk(root, result) for e in batch]
+        return result, [*result.locations.values(), *entities]
 
     def _expand(self, target: _Target, result: WalkResult) -> list[str]:
         if target.type == "file":
@@ -179,11 +244,11 @@ class Walker:
         )
         return []
 
-    def _read_file(self, walk: _Walk, key: str, target: _Target) -> None:
+    def _read_file(self, walk: _Walk, key: str, target: _Target) -> Iterator[list[Emitted]]:
         type_, path = split_key(key)
         result = walk.result
         try:
-            raw = self.reader.read(key)
+            lines = self.reader.read_lines(key)
         except ReadError as exc:
             if exc.not_found and not target.required:
                 return  # an optional target that is absent is no problem, and produces nothing
@@ -201,8 +266,38 @@ class Walker:
         ):
             confine = os.path.dirname(path)
         ancestry = target.ancestry | {key}
-        for doc in parse_documents(raw.decode("utf-8", errors="replace")):
-            self._document(walk, doc, key, target.reader, confine, ancestry)
+        chunks = enumerate(split_documents(lines))
+        while True:
+            group = list(itertools.islice(chunks, self.batch_size))
+            if not group:
+                break
+            known = self._unchanged(walk, key, group)
+            for index, (offset, chunk) in group:
+                source_hash = _source_hash(chunk, key, walk.fingerprint)
+                ref = known.get(source_hash)
+                if ref is not None and ref not in result.seen:
+                    result.seen[ref] = key  # unchanged since stored: kept as it is
+                    continue
+                self._document(
+                    walk,
+                    parse_document(index, offset, chunk),
+                    key,
+                    target.reader,
+                    confine,
+                    ancestry,
+                    source_hash,
+                )
+                if len(walk.batch) >= self.batch_size:
+                    yield walk.batch
+                    walk.batch = []
+
+    def _unchanged(
+        self, walk: _Walk, key: str, group: list[tuple[int, tuple[int, str]]]
+    ) -> dict[str, str]:
+        if walk.lookup is None:
+            return {}
+        hashes = [_source_hash(chunk, key, walk.fingerprint) for _, (_, chunk) in group]
+        return walk.lookup(walk.result.root_key, hashes)
 
     def _document(
         self,
@@ -212,6 +307,7 @@ class Walker:
         reader_ref: str,
         confine: str | None,
         ancestry: frozenset[str],
+        source_hash: str,
     ) -> None:
         result, root_key = walk.result, walk.result.root_key
         path = split_key(key)[1]
@@ -267,14 +363,14 @@ class Walker:
                 ),
             )
             return
-        previous = result.emitted.get(ref)
+        previous = result.seen.get(ref)
         if previous is not None:
-            if previous.location_key != key or ref == result.root_ref:
+            if previous != key or ref == result.root_ref:
                 result.add_problem(
                     reader_ref,
                     Problem(
                         f"Detected conflicting entityRef {ref} already referenced by "
-                        f"{previous.location_key} and now also {key}",
+                        f"{previous} and now also {key}",
                         name="ConflictError",
                         file=path,
                         line=doc.line,
@@ -293,8 +389,13 @@ class Walker:
                     ),
                 )
             return
-        emitted = Emitted(ref, data, key, reader_ref)
-        result.emitted[ref] = emitted
+        emitted = Emitted(ref, data, key, reader_ref, source_hash=source_hash)
+        result.seen[ref] = key
+        is_location = str(data["kind"]).lower() == "location"
+        if is_location:
+            result.locations[ref] = emitted
+        else:
+            walk.batch.append(emitted)
         context = ProcessContext(
             ref=ref, location_key=key, origin_key=root_key, reader=self.reader, confine_to=confine
         )
@@ -304,12 +405,15 @@ class Walker:
                 entity = processor.process(entity, context)
         except ProcessingError as exc:
             emitted.failed = True
+            result.failed_refs.add(ref)
             line = doc.line_of(exc.field) if exc.field else doc.line
             emitted.problems.append(Problem(str(exc), file=path, line=line, entity=ref))
             return
         emitted.entity = entity
         emitted.relations = context.relations
-        if str(entity.get("kind", "")).lower() == "location":
+        if context.volatile:
+            emitted.source_hash = ""  # depends on more than its text: never skipped
+        if is_location:
             self._enqueue_targets(walk, entity, key, ref, ancestry)
 
     def _enqueue_targets(
