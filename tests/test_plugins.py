@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
-from greenroom.plugins import plugin_manager
+from greenroom.config import ConfigError
+from greenroom.plugins import hookimpl, plugin_manager
 
 PLUGIN = '''
 from fastapi import APIRouter
@@ -132,3 +134,29 @@ def test_without_the_plugin_nothing_is_stamped(make_catalog: Any) -> None:
     catalog.refresh()
     assert "labels" not in catalog.entity("group", "platform")["metadata"]
     assert catalog.client.get("/api/stamp/hello").status_code == 404
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    greeting: str = "hello"
+
+
+class _ConfigPlugin:
+    @hookimpl
+    def greenroom_config_schema(self) -> dict[str, type[BaseModel]]:
+        return {"stamp": _Settings}
+
+
+def test_a_plugin_section_is_validated_at_start(make_catalog: Any) -> None:
+    make_catalog(config={"stamp": {"greeting": "hi"}}, plugins=(_ConfigPlugin(),))
+    with pytest.raises(ConfigError, match=r"stamp\.colour"):
+        make_catalog(config={"stamp": {"colour": "red"}}, plugins=(_ConfigPlugin(),))
+
+
+def test_unknown_keys_of_our_sections_are_warned_about(
+    make_catalog: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING"):
+        make_catalog(config={"catalog": {"orphanStratgy": "keep"}})
+    assert "catalog.orphanStratgy" in caplog.text

@@ -154,6 +154,25 @@ _ISO = re.compile(
 )
 
 
+def unknown_keys(model: BaseModel, prefix: str = "") -> list[str]:
+    """Keys of Greenroom's own sections that no setting reads (typos, or Backstage settings
+    Greenroom does not have), to warn about: an app-config.yaml written for Backstage holds
+    many, so they are not errors."""
+    found: list[str] = []
+    for key in (model.model_extra or {}) if prefix else ():
+        found.append(f"{prefix}{key}")
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        key = info.alias or name
+        if isinstance(value, BaseModel):
+            found.extend(unknown_keys(value, f"{prefix}{key}."))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    found.extend(unknown_keys(item, f"{prefix}{key}.{i}."))
+    return found
+
+
 def parse_duration(value: Any) -> timedelta:
     """Backstage's duration: ``{minutes: 2, seconds: 30}``, ISO ``PT2M30S`` or seconds."""
     if isinstance(value, timedelta):

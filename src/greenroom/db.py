@@ -7,7 +7,8 @@ psycopg 3 is for production. Every capability declares its tables on :data:`meta
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,15 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def create_engine(url: str, **kwargs: Any) -> sa.Engine:
     """An engine for ``url`` with the settings Greenroom needs on each database."""
-    if url.startswith("postgresql://"):
+    if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # SQLAlchemy emits BEGIN itself (below), so that writers can ask for IMMEDIATE.
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             if url not in ("sqlite://", "sqlite:///:memory:"):
                 cursor.execute("PRAGMA journal_mode=WAL")
@@ -36,13 +39,36 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
+        @sa.event.listens_for(engine, "begin")
+        def _begin(connection: sa.Connection) -> None:
+            immediate = connection.get_execution_options().get("greenroom_write")
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
         return engine
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **kwargs)
 
 
-def is_sqlite(engine: sa.Engine) -> bool:
-    """True on SQLite, where writes are serialised by the application."""
-    return engine.dialect.name == "sqlite"
+WRITE_LOCK = 0x67726E  # "grn": the advisory lock key of catalog writes on PostgreSQL
+
+
+@contextmanager
+def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A transaction that holds the database's write lock from its first statement.
+
+    Writers read what they are about to change (stored hashes, relations to re-stitch); two
+    writers interleaving those reads and writes (two replicas, or ``catalog ingest`` beside a
+    server) could each stitch from a snapshot missing the other's rows. So every writer takes
+    one lock first: ``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on
+    PostgreSQL. Readers never wait for it.
+    """
+    with engine.connect() as connection:
+        connection.execution_options(greenroom_write=True)
+        with connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK}
+                )
+            yield connection
 
 
 def upgrade(engine: sa.Engine) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -9,6 +11,7 @@ from starlette.exceptions import HTTPException
 
 from greenroom.exceptions import Conflict, InvalidInput, NotFound
 
+log = logging.getLogger(__name__)
 _STATUS = {
     NotFound: (404, "NotFoundError"),
     Conflict: (409, "ConflictError"),
@@ -59,5 +62,11 @@ def install(app: FastAPI) -> None:
             parts.append(f"{where}: {err.get('msg')}")
         return error_response(request, 400, "InputError", "; ".join(parts) or "Invalid request")
 
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The details go to the log, not to the client.
+        log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(request, 500, "Error", "An internal error occurred")
+
     app.add_exception_handler(HTTPException, http)
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(Exception, unexpected)

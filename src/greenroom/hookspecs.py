@@ -8,12 +8,13 @@ found at once, not on the first request.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
+    from pydantic import BaseModel
     from typer import Typer
 
     from greenroom.catalog.model.kinds import KindSpec
@@ -66,8 +67,9 @@ def greenroom_cli(cli: Typer) -> None:
 
 
 @hookspec
-def greenroom_config_schema() -> dict[str, Any]:
-    """Top-level configuration keys this plugin reads, as ``{key: pydantic model}``.
+def greenroom_config_schema() -> dict[str, type[BaseModel]]:
+    """Top-level configuration sections this plugin reads, as ``{key: pydantic model}``.
 
-    The models are validated at start, so that a typo in a plugin's section names the key.
+    Each section is validated at start-up (an absent section as ``{}``); a problem stops
+    start-up with a :class:`greenroom.config.ConfigError` naming the key.
     """

@@ -7,8 +7,6 @@ Backstage's error shape by the app (see :mod:`greenroom.errors`).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -19,7 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from greenroom.catalog import queries
+from greenroom.catalog import cursors, queries
 from greenroom.catalog.model.refs import RefError, format_ref, parse_ref
 from greenroom.catalog.tables import entities
 from greenroom.context import AppContext
@@ -72,21 +70,36 @@ class ValidateInput(BaseModel):
     location: str = Field(default="")
 
 
-def _encode_cursor(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, message: str = "Malformed cursor") -> dict[str, Any]:
-    if not cursor:
-        raise InvalidInput("Cursor cannot be empty")
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded))
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInput(f"{message}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidInput(message)
-    return data
+def _initial_query(
+    filters: list[str],
+    order_fields: list[str],
+    term: str | None,
+    term_fields: list[str],
+    offset: int | None,
+    total_items: str,
+) -> cursors.QueryCursor:
+    """The state of a by-query request without a cursor, with Backstage's defaults."""
+    if total_items not in ("include", "exclude"):
+        raise InvalidInput(
+            f'Invalid totalItems parameter "{total_items}", expected one of: include, exclude'
+        )
+    order: list[tuple[str, bool]] = []
+    for item in order_fields[:1]:  # Backstage sorts by the first order field only
+        key, _, direction = item.partition(",")
+        if (direction or "asc") not in ("asc", "desc"):
+            raise InvalidInput("Invalid order field order, must be asc or desc")
+        order.append((key, direction == "desc"))
+    fields = queries.parse_fields(term_fields)
+    if term and not fields:
+        fields = [order[0][0] if order else "metadata.uid"]
+    return cursors.QueryCursor(
+        filter=filters,
+        order=order,
+        term=term,
+        termFields=fields,
+        offset=offset or 0,
+        totalItems="include" if total_items == "include" else "exclude",
+    )
 
 
 def _order(params: list[str]) -> list[tuple[str, bool]]:
@@ -138,17 +151,17 @@ def router(context: AppContext) -> APIRouter:
         filter: ListParam = [],
         fields: ListParam = [],
         order: ListParam = [],
-        limit: int | None = Query(None, ge=0),
-        offset: int | None = Query(None, ge=0),
+        limit: int | None = Query(None, ge=0, le=cursors.MAX_ROWS),
+        offset: int | None = Query(None, ge=0, le=cursors.MAX_ROWS),
         after: str | None = None,
     ) -> Response:
         where = queries.filter_clause(queries.parse_filters(filter))
         field_list = queries.parse_fields(fields)
         if after is not None:
-            state = _decode_cursor(after, "Malformed after cursor, could not be parsed")
-            limit, offset = state.get("limit"), state.get("offset")
-            if not isinstance(limit, int | None) or not isinstance(offset, int | None):
-                raise InvalidInput("Malformed after cursor, could not be parsed")
+            page = cursors.decode(
+                after, cursors.AfterCursor, "Malformed after cursor, could not be parsed"
+            )
+            limit, offset = page.limit, page.offset
         if limit is not None and limit <= 0:
             raise InvalidInput("Invalid limit, must be greater than zero")
         start = offset or 0
@@ -166,7 +179,8 @@ def router(context: AppContext) -> APIRouter:
                 for k, v in request.query_params.multi_items()
                 if k not in ("offset", "after")
             ]
-            params.append(("after", _encode_cursor({"limit": limit, "offset": start + limit})))
+            next_page = cursors.AfterCursor(limit=limit, offset=start + limit)
+            params.append(("after", cursors.encode(next_page)))
             headers = {"link": f'</entities?{urlencode(params)}>; rel="next"'}
         else:
             headers = {}
@@ -176,69 +190,49 @@ def router(context: AppContext) -> APIRouter:
     def query_entities(
         filter: ListParam = [],
         fields: ListParam = [],
-        limit: int | None = Query(None, ge=0),
-        offset: int | None = Query(None, ge=0),
+        limit: int | None = Query(None, ge=0, le=cursors.MAX_ROWS),
+        offset: int | None = Query(None, ge=0, le=cursors.MAX_ROWS),
         orderField: ListParam = [],
         cursor: str | None = None,
         fullTextFilterTerm: str | None = None,
         fullTextFilterFields: ListParam = [],
         totalItems: str = "include",
     ) -> Response:
-        if totalItems not in ("include", "exclude"):
-            raise InvalidInput(
-                f'Invalid totalItems parameter "{totalItems}", expected one of: include, exclude'
-            )
         if cursor is not None:
-            state = _decode_cursor(cursor)
+            state = cursors.decode(cursor, cursors.QueryCursor, "Malformed cursor")
         else:
-            order_fields: list[list[Any]] = []
-            for item in orderField[:1]:  # Backstage sorts by the first order field only
-                key, _, direction = item.partition(",")
-                direction = direction or "asc"
-                if direction not in ("asc", "desc"):
-                    raise InvalidInput("Invalid order field order, must be asc or desc")
-                order_fields.append([key, direction == "desc"])
-            term_fields = queries.parse_fields(fullTextFilterFields)
-            if fullTextFilterTerm and not term_fields:
-                term_fields = [str(order_fields[0][0]) if order_fields else "metadata.uid"]
-            state = {
-                "filter": filter,
-                "order": order_fields,
-                "term": fullTextFilterTerm,
-                "termFields": term_fields,
-                "offset": offset or 0,
-                "totalItems": totalItems,
-            }
-        start = int(state.get("offset") or 0)
+            state = _initial_query(
+                filter, orderField, fullTextFilterTerm, fullTextFilterFields, offset, totalItems
+            )
         page = 200 if limit is None else limit
-        where = queries.filter_clause(queries.parse_filters(state.get("filter") or []))
-        text = queries.full_text_clause(state.get("term"), state.get("termFields") or [])
+        where = queries.filter_clause(queries.parse_filters(state.filter))
+        text = queries.full_text_clause(state.term, state.termFields)
         if text is not None:
             where = sa.and_(where, text)
-        order = [(str(k), bool(d)) for k, d in state.get("order") or []]
         query = (
             sa.select(entities.c.final)
             .where(where)
-            .order_by(*_order_by(order))
-            .offset(start)
+            .order_by(*_order_by(list(state.order)))
+            .offset(state.offset)
             .limit(page + 1)
         )
         with engine.connect() as conn:
             rows = conn.execute(query).all()
-            total = state.get("total")
-            if total is None:
-                total = 0
-                if state.get("totalItems", "include") == "include":
-                    total = conn.execute(
+            if state.total is None:
+                state.total = 0
+                if state.totalItems == "include":
+                    state.total = conn.execute(
                         sa.select(sa.func.count()).select_from(entities).where(where)
                     ).scalar_one()
-                state["total"] = total
+        total = state.total
         page_info: dict[str, str] = {}
-        if len(rows) > page:
-            rows = rows[:page]
-            page_info["nextCursor"] = _encode_cursor({**state, "offset": start + page})
-        if start > 0:
-            page_info["prevCursor"] = _encode_cursor({**state, "offset": max(0, start - page)})
+        more, rows = len(rows) > page, rows[:page]
+        if more and page > 0:  # a page of 0 would lead to itself for ever
+            next_state = state.model_copy(update={"offset": state.offset + page})
+            page_info["nextCursor"] = cursors.encode(next_state)
+        if state.offset > 0:
+            prev_state = state.model_copy(update={"offset": max(0, state.offset - page)})
+            page_info["prevCursor"] = cursors.encode(prev_state)
         items = queries.load_final(rows, queries.parse_fields(fields))
         return RawJSON(
             b'{"items":'

@@ -12,6 +12,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from greenroom.catalog.ingest.parsing import parse_documents
+from greenroom.catalog.model.checks import check_entity
 from greenroom.catalog.model.problems import Problem
 from greenroom.catalog.model.validation import Validator
 from greenroom.cli import ConfigOption, config_or_exit
@@ -50,7 +51,7 @@ def validate_file(path: Path, validator: Validator) -> list[Problem]:
             )
             continue
         entity = _without_placeholders(doc.data)
-        for err in validator.validate(entity):
+        for err in check_entity(validator, entity):
             problems.append(
                 Problem(err.message, file=str(path), line=doc.line_of(err.field), column=1)
             )

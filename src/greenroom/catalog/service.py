@@ -15,12 +15,14 @@ from greenroom.catalog.ingest.engine import IngestionEngine, PassSummary
 from greenroom.catalog.ingest.reading import AllowRule, Reader, location_key
 from greenroom.catalog.ingest.rules import RulesEnforcer
 from greenroom.catalog.ingest.walk import Emitted, Walker, WalkResult, generated_location_entity
+from greenroom.catalog.model.checks import check_entity
 from greenroom.catalog.model.kinds import KindSpec
 from greenroom.catalog.model.validation import Validator
 from greenroom.catalog.stitch import stitch
 from greenroom.catalog.tables import entities, locations
 from greenroom.context import AppContext
 from greenroom.contracts import EntityProvider, Processor, RootLocation
+from greenroom.db import write_transaction
 from greenroom.exceptions import Conflict, InvalidInput, NotFound
 from greenroom.plugins import flatten
 
@@ -87,8 +89,9 @@ class CatalogService:
                 if progress is not None:
                     progress(root)
         if full:
-            # A root that is no longer configured or registered produces nothing any more.
-            keep = {location_key(r.type, r.target) for r in todo}
+            # A root that is no longer configured or registered produces nothing any more. The
+            # roots are read again: a location registered during the pass must not be swept.
+            keep = {location_key(r.type, r.target) for r in self.roots()}
             for origin in self.ingestion.origins() - keep:
                 self.ingestion.remove_origin(origin, summary)
         return summary
@@ -177,7 +180,7 @@ class CatalogService:
             "target": target,
             "created_at": datetime.now(UTC),
         }
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(locations.insert().values(**row))
         # Unlike Backstage, ingest at once: the caller can read the entities on the next call.
         self.refresh([RootLocation(type_, target)])
@@ -211,11 +214,11 @@ class CatalogService:
         """Unregister a location and remove everything it produced."""
         row = self.get_location(id_)
         key = location_key(row["type"], row["target"])
-        with self.engine.begin() as conn:
-            conn.execute(locations.delete().where(locations.c.id == id_))
-        # As in Backstage, the location's generated entity and everything under it go at once.
+        # As in Backstage, the location's generated entity and everything under it go at once,
+        # in the same transaction as the location itself.
         touched: set[str] = set()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
+            conn.execute(locations.delete().where(locations.c.id == id_))
             refs = (
                 conn.execute(sa.select(entities.c.ref).where(entities.c.origin_key == key))
                 .scalars()
@@ -240,13 +243,7 @@ class CatalogService:
 
     def validate(self, entity: Any) -> list[str]:
         """Validation messages for an entity sent by a client (``POST /validate-entity``)."""
-        return [e.message for e in self.validator.validate(entity)]
-
-    @staticmethod
-    def load(raw: str) -> dict[str, Any]:
-        """A stored entity's JSON."""
-        value: dict[str, Any] = json.loads(raw)
-        return value
+        return [e.message for e in check_entity(self.validator, entity)]
 
     def delete_entity(self, uid: str) -> None:
         """Remove an entity now (``DELETE /entities/by-uid``); a location that still produces
@@ -256,13 +253,13 @@ class CatalogService:
         if ref is None:
             return  # Backstage answers 204 for an unknown uid too
         touched: set[str] = set()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             self.ingestion.delete(conn, [ref], touched)
             stitch(conn, touched)
 
     def analyze_location(self, type_: str, target: str) -> dict[str, Any]:
         """The entity files at a location and whether it is registered (``/analyze-location``)."""
-        self._check_location(type_, target, registering=False)
+        self._check_location(type_, target, registering=True)
         result, emitted = self.dry_walk(RootLocation(type_, target))
         problems = [p.text() for e in emitted for p in e.problems]
         found = [e for e in emitted if e.ref != result.root_ref and not e.failed]

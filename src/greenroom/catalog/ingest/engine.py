@@ -30,7 +30,7 @@ from greenroom.catalog.model.refs import parse_ref
 from greenroom.catalog.stitch import chunks, digest, dumps, stitch
 from greenroom.catalog.tables import entities, relations, search
 from greenroom.contracts import RootLocation
-from greenroom.db import bulk_insert
+from greenroom.db import bulk_insert, write_transaction
 
 RELATION_COLUMNS = ("originating_ref", "source_ref", "type", "target_ref")
 
@@ -84,7 +84,7 @@ class IngestionEngine:
         self._apply(result, list(result.locations.values()), produced, summary)
         summary.unchanged += len(set(result.seen) - produced)
         produced.update(result.seen)
-        with self._lock, self.engine.begin() as conn:
+        with self._lock, write_transaction(self.engine) as conn:
             touched: set[str] = set()
             self._orphans(conn, result, produced, touched, summary)
             summary.stitched += stitch(conn, touched)
@@ -120,7 +120,7 @@ class IngestionEngine:
     ) -> None:
         if not batch:
             return
-        with self._lock, self.engine.begin() as conn:
+        with self._lock, write_transaction(self.engine) as conn:
             stored = self._load(conn, [e.ref for e in batch])
             accepted = self._resolve(result, batch, stored)
             touched: set[str] = set()
@@ -205,10 +205,13 @@ class IngestionEngine:
                     touched.add(ref)
                 continue
             rels = sorted({(r.source, r.type, r.target) for r in emitted.relations})
-            process_hash = digest([emitted.entity, rels, problems, emitted.location_key])
+            process_hash = digest(
+                [emitted.entity, rels, problems, emitted.location_key, emitted.reader]
+            )
             if (
                 previous is not None
                 and previous.process_hash == process_hash
+                and previous.problems == problems  # an error kept on it has cleared
                 and not previous.orphan
                 and previous.origin_key == root_key
             ):
@@ -290,7 +293,7 @@ class IngestionEngine:
             for ref, row in gone.items():
                 if ref in retained:
                     continue
-                if row.location_key in result.failed_keys or row.parent_ref in retained_parents:
+                if result.keeps(row.location_key) or row.parent_ref in retained_parents:
                     retained.add(ref)
                     retained_parents.add(ref)
                     changed = True

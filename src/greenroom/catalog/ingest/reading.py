@@ -11,11 +11,12 @@ from __future__ import annotations
 import glob
 import os
 import posixpath
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
@@ -52,8 +53,12 @@ class AllowRule:
             return False
         if self.paths is None:
             return True
-        path = posixpath.normpath(parts.path or "/")
-        return any(path.startswith(prefix) for prefix in self.paths)
+        # Decode first, so that /pub/%2e%2e/private is judged as /private, as servers see it.
+        path = posixpath.normpath(unquote(parts.path) or "/")
+        return any(
+            path == prefix.rstrip("/") or path.startswith(prefix.rstrip("/") + "/")
+            for prefix in self.paths
+        )
 
 
 def location_key(type_: str, target: str) -> str:
@@ -130,30 +135,30 @@ class Reader:
         return _lines(handle)
 
     def _check_file(self, path: str) -> None:
+        """Only regular files within the size limit: ``/dev/zero`` or a FIFO never are."""
         try:
-            size = os.path.getsize(path)
+            info = os.stat(path)
         except FileNotFoundError as exc:
             raise ReadError(f"{path} does not exist", not_found=True) from exc
         except OSError as exc:
             raise ReadError(f"{path} could not be read: {exc.strerror}") from exc
-        if os.path.isdir(path):
+        if stat.S_ISDIR(info.st_mode):
             raise ReadError(f"{path} is a folder, not a file")
-        if size > self.max_bytes:
-            raise ReadError(f"{path} is {size} bytes, over the limit of {self.max_bytes}")
+        if not stat.S_ISREG(info.st_mode):
+            raise ReadError(f"{path} is not a regular file")
+        if info.st_size > self.max_bytes:
+            raise ReadError(f"{path} is {info.st_size} bytes, over the limit of {self.max_bytes}")
 
     def _read_file(self, path: str) -> bytes:
+        self._check_file(path)
         try:
-            size = os.path.getsize(path)
-            if size > self.max_bytes:
-                raise ReadError(f"{path} is {size} bytes, over the limit of {self.max_bytes}")
             with open(path, "rb") as handle:
-                return handle.read()
-        except FileNotFoundError as exc:
-            raise ReadError(f"{path} does not exist", not_found=True) from exc
-        except IsADirectoryError as exc:
-            raise ReadError(f"{path} is a folder, not a file") from exc
+                data = handle.read(self.max_bytes + 1)
         except OSError as exc:
             raise ReadError(f"{path} could not be read: {exc.strerror}") from exc
+        if len(data) > self.max_bytes:
+            raise ReadError(f"{path} is over the limit of {self.max_bytes} bytes")
+        return data
 
     def _read_url(self, url: str) -> bytes:
         self.check_url(url)
@@ -205,10 +210,15 @@ def resolve_relative(base_key: str, ref: str, *, confine_to: str | None = None) 
         raise ReadError(f"Cannot resolve {ref} relative to {base_key}")
     path = Path(ref) if os.path.isabs(ref) else Path(target).parent / ref
     resolved = os.path.normpath(path)
-    if confine_to is not None:
-        folder = os.path.normpath(confine_to)
-        if os.path.commonpath([folder, resolved]) != folder:
-            raise NotAllowedError(
-                f"{ref} resolves to {resolved}, outside the location's folder {folder}"
-            )
+    if confine_to is not None and not is_inside(resolved, confine_to):
+        raise NotAllowedError(
+            f"{ref} resolves to {resolved}, outside the location's folder {confine_to}"
+        )
     return location_key("file", resolved)
+
+
+def is_inside(path: str, folder: str) -> bool:
+    """True when ``path`` is inside ``folder`` once symbolic links are followed, so that a
+    link in a repository cannot reach the rest of the server."""
+    real_folder = os.path.realpath(folder)
+    return os.path.commonpath([real_folder, os.path.realpath(path)]) == real_folder

@@ -9,6 +9,7 @@ the Location entity that read the file, naming the file, the line and the entity
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import hashlib
 import itertools
@@ -22,6 +23,7 @@ from greenroom.catalog.ingest.parsing import Document, parse_document, split_doc
 from greenroom.catalog.ingest.reading import (
     Reader,
     ReadError,
+    is_inside,
     location_key,
     resolve_relative,
     split_key,
@@ -72,16 +74,22 @@ class WalkResult:
     locations: dict[str, Emitted] = field(default_factory=dict)
     seen: dict[str, str] = field(default_factory=dict)
     failed_keys: set[str] = field(default_factory=set)
+    failed_globs: list[str] = field(default_factory=list)
     failed_refs: set[str] = field(default_factory=set)
-    orphan_problems: dict[str, list[Problem]] = field(default_factory=dict)
 
     def add_problem(self, location_ref: str, problem: Problem) -> None:
-        """Attach a problem to the Location entity ``location_ref`` (the reader of a file)."""
-        target = self.locations.get(location_ref)
+        """Attach a problem to the Location entity ``location_ref`` (the reader of a file),
+        or to the root's generated Location when that one is not part of this walk."""
+        target = self.locations.get(location_ref) or self.locations.get(self.root_ref)
         if target is not None:
             target.problems.append(problem)
-        else:
-            self.orphan_problems.setdefault(location_ref, []).append(problem)
+
+    def keeps(self, location_key: str) -> bool:
+        """True when entities read from ``location_key`` must stay as they are this time."""
+        if location_key in self.failed_keys:
+            return True
+        type_, path = split_key(location_key)
+        return type_ == "file" and any(fnmatch.fnmatchcase(path, g) for g in self.failed_globs)
 
 
 def generated_location_name(type_: str, target: str) -> str:
@@ -232,7 +240,20 @@ class Walker:
 
     def _expand(self, target: _Target, result: WalkResult) -> list[str]:
         if target.type == "file":
-            return [location_key("file", f) for f in Reader.expand_file_target(target.target)]
+            files = Reader.expand_file_target(target.target)
+            if not files and target.required:
+                # A folder renamed or a volume not mounted yet: say so, and keep what the
+                # pattern produced before instead of deleting it.
+                result.failed_globs.append(target.target)
+                result.add_problem(
+                    target.reader,
+                    Problem(
+                        f"{target.target} matches no file",
+                        name="NotFoundError",
+                        file=target.target,
+                    ),
+                )
+            return [location_key("file", f) for f in files]
         if target.type == "url":
             return [location_key("url", target.target)]
         result.add_problem(
@@ -259,11 +280,7 @@ class Walker:
         confine = walk.confine
         # A file reached outside the root's folder (through a nested Location) is confined to
         # its own folder instead.
-        if (
-            type_ == "file"
-            and confine is not None
-            and os.path.commonpath([os.path.normpath(confine), path]) != os.path.normpath(confine)
-        ):
+        if type_ == "file" and confine is not None and not is_inside(path, confine):
             confine = os.path.dirname(path)
         ancestry = target.ancestry | {key}
         chunks = enumerate(split_documents(lines))
@@ -313,6 +330,9 @@ class Walker:
         path = split_key(key)[1]
         label = f"document {doc.index + 1}"
         if doc.error is not None:
+            # The document cannot be identified, so whatever this file produced before stays as
+            # it was: a typo must not delete an entity (and everything a Location leads to).
+            result.failed_keys.add(key)
             result.add_problem(
                 reader_ref,
                 Problem(
@@ -326,6 +346,7 @@ class Walker:
             return
         data = doc.data
         if not isinstance(data, dict):
+            result.failed_keys.add(key)
             kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
             result.add_problem(
                 reader_ref,
@@ -339,6 +360,7 @@ class Walker:
             return
         envelope = self.validator.envelope_errors(data)
         if envelope:
+            result.failed_keys.add(key)
             for err in envelope:
                 result.add_problem(
                     reader_ref,
@@ -409,6 +431,19 @@ class Walker:
             line = doc.line_of(exc.field) if exc.field else doc.line
             emitted.problems.append(Problem(str(exc), file=path, line=line, entity=ref))
             return
+        except (Exception, RecursionError) as exc:  # a hostile document must not stop the pass
+            emitted.failed = True
+            result.failed_refs.add(ref)
+            emitted.problems.append(
+                Problem(
+                    f"Processing failed: {type(exc).__name__}: {exc}",
+                    name="ProcessingError",
+                    file=path,
+                    line=doc.line,
+                    entity=ref,
+                )
+            )
+            return
         emitted.entity = entity
         emitted.relations = context.relations
         if context.volatile:
@@ -426,6 +461,18 @@ class Walker:
         if spec.get("target"):
             targets.insert(0, spec["target"])
         required = spec.get("presence", "required") == "required"
+        if type_ == "file" and base_type != "file":
+            walk.result.add_problem(
+                ref,
+                Problem(
+                    f"A Location read from {key} cannot name file targets; only a file "
+                    "location can lead to files on this server",
+                    name="NotAllowedError",
+                    file=split_key(key)[1],
+                    entity=ref,
+                ),
+            )
+            return
         for target in targets:
             if type_ == base_type:
                 try:

@@ -8,7 +8,6 @@ The canonical form used as a key everywhere is lower-case ``kind:namespace/name`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 DEFAULT_NAMESPACE = "default"
 
@@ -27,14 +26,6 @@ class CompoundRef:
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.namespace}/{self.name}".lower()
-
-    def as_dict(self) -> dict[str, str]:
-        """The ``{kind, namespace, name}`` object Backstage puts beside ``targetRef``."""
-        return {
-            "kind": self.kind.lower(),
-            "namespace": self.namespace.lower(),
-            "name": self.name.lower(),
-        }
 
 
 def parse_ref(
@@ -83,9 +74,3 @@ def parse_ref(
 def format_ref(kind: str, namespace: str | None, name: str) -> str:
     """The canonical lower-case reference of an entity's kind, namespace and name."""
     return str(CompoundRef(kind, namespace or DEFAULT_NAMESPACE, name))
-
-
-def entity_ref(entity: dict[str, Any]) -> str:
-    """The canonical reference of a (validated) entity."""
-    meta = entity.get("metadata") or {}
-    return format_ref(str(entity["kind"]), meta.get("namespace"), str(meta["name"]))

@@ -1,0 +1,69 @@
+"""Pagination cursors of ``/entities`` (``after``) and ``/entities/by-query`` (``cursor``).
+
+A cursor is base64 of JSON, as in Backstage, so that clients treat it as opaque. It comes back
+from the client, so it is validated like any input: a tampered cursor is a 400, never a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from greenroom.exceptions import InvalidInput
+
+MAX_ROWS = 2**31 - 1  # bounds of limit and offset: a larger one is a mistake, not a page
+
+
+class AfterCursor(BaseModel):
+    """``after`` of ``GET /entities``: where the next page starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(ge=1, le=MAX_ROWS)
+    offset: int = Field(ge=0, le=MAX_ROWS)
+
+
+class QueryCursor(BaseModel):
+    """``cursor`` of ``GET /entities/by-query``: the whole query and where the page starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filter: list[str] = Field(default_factory=list)
+    order: list[tuple[str, bool]] = Field(default_factory=list, max_length=1)
+    term: str | None = None
+    termFields: list[str] = Field(default_factory=list)
+    offset: int = Field(0, ge=0, le=MAX_ROWS)
+    totalItems: Literal["include", "exclude"] = "include"
+    total: int | None = Field(None, ge=0)
+
+
+def encode(cursor: BaseModel) -> str:
+    """The opaque text of a cursor."""
+    raw = json.dumps(cursor.model_dump(exclude_none=True), separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def decode(text: str, model: type[T], message: str) -> T:
+    """A cursor from its text; anything malformed is a 400 with ``message``."""
+    if not text:
+        raise InvalidInput("Cursor cannot be empty")
+    try:
+        data: Any = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        return model.model_validate(data)
+    except (binascii.Error, ValueError, ValidationError) as exc:
+        raise InvalidInput(f"{message}: {_short(exc)}") from exc
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'cursor'}: {e['msg']}" for e in exc.errors()
+        )
+    return str(exc)
