@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -13,7 +15,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from greenroom import __version__, db, errors
-from greenroom.config import Config, ConfigError, unknown_keys
+from greenroom.config import CONFIG_FILES_ENV, Config, ConfigError, load_config, unknown_keys
 from greenroom.context import AppContext
 from greenroom.plugins import flatten, plugin_manager
 
@@ -88,3 +90,10 @@ def create_app(context: AppContext, *, background: bool = True) -> FastAPI:
         }
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker of ``greenroom serve --workers N``: the parent process names the
+    config files in ``GREENROOM_CONFIG_FILES`` and has already migrated the database."""
+    files = json.loads(os.environ.get(CONFIG_FILES_ENV, "[]"))
+    return create_app(create_context(load_config(files), migrate=False))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from greenroom.config import Config, ConfigError, load_config
+from greenroom.config import CONFIG_FILES_ENV, Config, ConfigError, load_config
 from greenroom.plugins import plugin_manager
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Greenroom developer portal.")
@@ -38,22 +40,33 @@ def serve(
     config: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes, to use every core (default 1).")
+    ] = 1,
 ) -> None:
-    """Run the portal (API and background refresh) until interrupted."""
+    """Run the portal (API and background refresh) until interrupted.
+
+    With ``--workers N`` there are N processes on one port; each is a replica, and they share
+    the refresh work through leases in the database.
+    """
     import uvicorn
 
     from greenroom.app import create_app, create_context
 
     cfg = config_or_exit(config)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    context = create_context(cfg)
-    app = create_app(context)
-    uvicorn.run(
-        app,
-        host=host or cfg.backend.listen.host,
-        port=port if port is not None else cfg.backend.listen.port,
-        log_level="info",
-    )
+    listen = {
+        "host": host or cfg.backend.listen.host,
+        "port": port if port is not None else cfg.backend.listen.port,
+        "log_level": "info",
+    }
+    context = create_context(cfg)  # migrates once, before any worker starts
+    if workers == 1:
+        uvicorn.run(create_app(context), **listen)  # type: ignore[arg-type]
+        return
+    context.engine.dispose()
+    os.environ[CONFIG_FILES_ENV] = json.dumps([str(p) for p in cfg.files])
+    uvicorn.run("greenroom.app:app_from_environment", factory=True, workers=workers, **listen)  # type: ignore[arg-type]
 
 
 @db_cli.command("upgrade")

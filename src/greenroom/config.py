@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+CONFIG_FILES_ENV = "GREENROOM_CONFIG_FILES"  # config files of `serve --workers`, as JSON
 _ENV = re.compile(r"\$(\$?)\{([^}]*)\}")
 
 
@@ -113,6 +114,7 @@ class Catalog(_Model):
         default_factory=lambda: ["url"], alias="allowedLocationTypes"
     )
     max_file_bytes: int = Field(64 * 1024 * 1024, alias="maxFileBytes", gt=0)
+    lease_duration: timedelta = Field(default=timedelta(seconds=60), alias="leaseDuration")
 
     @field_validator("processing_interval", mode="before")
     @classmethod
@@ -120,6 +122,14 @@ class Catalog(_Model):
         if value is False:
             return None
         return parse_duration(value)
+
+    @field_validator("lease_duration", mode="before")
+    @classmethod
+    def _lease(cls, value: Any) -> Any:
+        lease = parse_duration(value)
+        if lease.total_seconds() <= 0:
+            raise ValueError("must be longer than zero")
+        return lease
 
 
 class Config(_Model):

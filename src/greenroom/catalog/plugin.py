@@ -70,14 +70,17 @@ def greenroom_background_tasks(context: AppContext) -> list[BackgroundTask]:
     interval = context.config.catalog.processing_interval
     if interval is None:
         return []
+    # How often to look for due roots: often enough to pick up a root whose replica died soon
+    # after its lease expires, rarely enough to cost nothing.
+    poll = min(interval.total_seconds(), context.config.catalog.lease_duration.total_seconds() / 3)
 
     async def refresh_loop() -> None:
         while True:
             try:
-                await asyncio.to_thread(service(context).refresh)
+                await asyncio.to_thread(service(context).run_due)
             except Exception:  # the loop must outlive a bad pass; the error is logged
                 log.exception("catalog refresh pass failed")
-            await asyncio.sleep(interval.total_seconds())
+            await asyncio.sleep(max(poll, 0.05))
 
     return [refresh_loop]
 

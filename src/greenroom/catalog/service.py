@@ -15,6 +15,7 @@ from greenroom.catalog.ingest.engine import IngestionEngine, PassSummary
 from greenroom.catalog.ingest.reading import AllowRule, Reader, location_key
 from greenroom.catalog.ingest.rules import RulesEnforcer
 from greenroom.catalog.ingest.walk import Emitted, Walker, WalkResult, generated_location_entity
+from greenroom.catalog.leases import Leases, replica_id
 from greenroom.catalog.model.checks import check_entity
 from greenroom.catalog.model.kinds import KindSpec
 from greenroom.catalog.model.validation import Validator
@@ -59,6 +60,7 @@ class CatalogService:
         )
         self.rules = RulesEnforcer(self.config.catalog.rules)
         self.ingestion = IngestionEngine(self.engine, self.config.catalog.orphan_strategy)
+        self.leases = Leases(self.engine, replica_id(), self.config.catalog.lease_duration)
 
     def reader(self) -> Reader:
         """A reader with this config's allow-list and size limit."""
@@ -84,17 +86,52 @@ class CatalogService:
         with self.reader() as reader:
             walker = Walker(reader, self.validator, self.rules, self.processors)
             for root in todo:
-                self.ingestion.ingest(walker, root, summary)
-                summary.roots += 1
+                key = location_key(root.type, root.target)
+                if self.leases.claim(key):
+                    self._walk_leased(walker, root, key, summary)
+                else:
+                    summary.busy += 1  # another replica is on it; it is marked due again
                 if progress is not None:
                     progress(root)
         if full:
-            # A root that is no longer configured or registered produces nothing any more. The
-            # roots are read again: a location registered during the pass must not be swept.
-            keep = {location_key(r.type, r.target) for r in self.roots()}
-            for origin in self.ingestion.origins() - keep:
-                self.ingestion.remove_origin(origin, summary)
+            self._sweep(summary)
         return summary
+
+    def run_due(self) -> PassSummary:
+        """Refresh every root that is due and not leased by another replica (the loop's work);
+        several replicas running this share the roots between them."""
+        summary = PassSummary()
+        current = self.roots()
+        by_key = {location_key(r.type, r.target): r for r in current}
+        self.leases.sync(by_key)
+        with self.reader() as reader:
+            walker = Walker(reader, self.validator, self.rules, self.processors)
+            while (key := self.leases.claim_due()) is not None:
+                root = by_key.get(key)
+                if root is None:  # registered after this loop began: found on the next turn
+                    self.leases.release(key, None)
+                    break
+                self._walk_leased(walker, root, key, summary)
+        self._sweep(summary)
+        return summary
+
+    def _walk_leased(
+        self, walker: Walker, root: RootLocation, key: str, summary: PassSummary
+    ) -> None:
+        """Walk a root whose lease this replica holds, renewing it, and release it after."""
+        interval = self.config.catalog.processing_interval
+        try:
+            self.ingestion.ingest(walker, root, summary, on_batch=lambda: self.leases.renew(key))
+            summary.roots += 1
+        finally:
+            self.leases.release(key, interval)
+
+    def _sweep(self, summary: PassSummary) -> None:
+        """A root that is no longer configured or registered produces nothing any more. The
+        roots are read again: a location registered during the pass must not be swept."""
+        keep = {location_key(r.type, r.target) for r in self.roots()}
+        for origin in self.ingestion.origins() - keep:
+            self.ingestion.remove_origin(origin, summary)
 
     def counts(self) -> dict[str, int]:
         """Served entities per kind."""

@@ -5,6 +5,7 @@
   (stitched) entity that the API serves; ``final`` is NULL while an entity cannot be served.
 - ``catalog_relations``: relations, each attributed to the entity whose processing emitted it.
 - ``catalog_search``: the final entity flattened into ``key = value`` rows for filters and facets.
+- ``catalog_roots``: when each root location is next due, and which replica holds its lease.
 """
 
 from __future__ import annotations
@@ -71,4 +72,14 @@ search = sa.Table(
     sa.Column("original_value", sa.String(255), nullable=True),
     sa.Index("ix_catalog_search_key_value", "key", "value"),
     sa.Index("ix_catalog_search_ref", "ref"),
+)
+
+roots = sa.Table(
+    "catalog_roots",
+    metadata,
+    sa.Column("root_key", sa.String(2048), primary_key=True),
+    sa.Column("next_refresh_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_catalog_roots_due", "next_refresh_at"),
 )

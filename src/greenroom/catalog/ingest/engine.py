@@ -17,7 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +45,7 @@ class PassSummary:
     stitched: int = 0
     orphaned: int = 0
     deleted: int = 0
+    busy: int = 0  # roots skipped because another replica holds their lease
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -70,12 +71,21 @@ class IngestionEngine:
 
     # --- a whole root ----------------------------------------------------------------------
 
-    def ingest(self, walker: Walker, root: RootLocation, summary: PassSummary) -> WalkResult:
-        """Walk ``root`` and store what changed; returns the walk's result."""
+    def ingest(
+        self,
+        walker: Walker,
+        root: RootLocation,
+        summary: PassSummary,
+        on_batch: Callable[[], None] | None = None,
+    ) -> WalkResult:
+        """Walk ``root`` and store what changed; ``on_batch`` runs after each batch (to renew
+        a lease). Returns the walk's result."""
         result = new_result(root)
         produced: set[str] = set()
         for batch in _ahead(walker.walk(root, result, self.unchanged_sources)):
             self._apply(result, batch, produced, summary)
+            if on_batch is not None:
+                on_batch()
         self.finish(result, produced, summary)
         return result
 

@@ -1,0 +1,152 @@
+"""Which replica refreshes which root location, and when: claims with leases in the database.
+
+Every replica runs the same loop: claim the root that is most overdue and not leased (or whose
+lease has expired), walk it while renewing the lease after each batch, then release it with its
+next due time. A replica that dies stops renewing; once its lease expires another replica claims
+the root and walks it again, and since writes compare hashes, what the dead one had written
+costs nothing twice. On PostgreSQL the claim skips rows another replica is claiming at the same
+moment (``FOR UPDATE SKIP LOCKED``); on SQLite the write transaction is exclusive anyway.
+
+See ``README-leases.md`` beside this file for the reasoning.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from greenroom.catalog.tables import roots
+from greenroom.db import write_transaction
+
+
+def replica_id() -> str:
+    """A name for this process, unique across replicas: host, pid and a random suffix."""
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Leases:
+    """Claims, renews and releases root locations for one replica."""
+
+    def __init__(self, engine: sa.Engine, owner: str, lease: timedelta) -> None:
+        self.engine = engine
+        self.owner = owner
+        self.lease = lease
+
+    def sync(self, keys: Iterable[str]) -> None:
+        """Make sure every current root has a row (due now when new)."""
+        wanted = set(keys)
+        with self.engine.connect() as conn:
+            known = set(conn.execute(sa.select(roots.c.root_key)).scalars())
+        missing = wanted - known
+        gone = known - wanted
+        if not missing and not gone:
+            return
+        now = datetime.now(UTC)
+        with write_transaction(self.engine) as conn:
+            known = set(conn.execute(sa.select(roots.c.root_key)).scalars())
+            rows = [{"root_key": k, "next_refresh_at": now} for k in sorted(wanted - known)]
+            if rows:
+                conn.execute(roots.insert(), rows)
+            if gone:
+                conn.execute(roots.delete().where(roots.c.root_key.in_(sorted(gone))))
+
+    def claim_due(self) -> str | None:
+        """Claim the most overdue root that nobody holds; ``None`` when none is due."""
+        now = datetime.now(UTC)
+        with write_transaction(self.engine) as conn:
+            due = (
+                sa.select(roots.c.root_key)
+                .where(
+                    roots.c.next_refresh_at <= now,
+                    sa.or_(roots.c.lease_until.is_(None), roots.c.lease_until < now),
+                )
+                .order_by(roots.c.next_refresh_at)
+                .limit(1)
+            )
+            if conn.dialect.name == "postgresql":
+                due = due.with_for_update(skip_locked=True)
+            key = conn.execute(due).scalar()
+            if key is None:
+                return None
+            conn.execute(
+                roots.update()
+                .where(roots.c.root_key == key)
+                .values(lease_owner=self.owner, lease_until=now + self.lease)
+            )
+            return str(key)
+
+    def claim(self, key: str) -> bool:
+        """Claim one root now, due or not (``POST /refresh``, a new location); ``False`` when
+        another replica holds it, in which case it is marked due for that one to redo."""
+        now = datetime.now(UTC)
+        with write_transaction(self.engine) as conn:
+            row = conn.execute(
+                sa.select(roots.c.lease_owner, roots.c.lease_until).where(roots.c.root_key == key)
+            ).first()
+            if row is None:
+                conn.execute(
+                    roots.insert().values(
+                        root_key=key,
+                        next_refresh_at=now,
+                        lease_owner=self.owner,
+                        lease_until=now + self.lease,
+                    )
+                )
+                return True
+            held = row.lease_owner not in (None, self.owner) and _aware(row.lease_until) > now
+            if held:
+                conn.execute(
+                    roots.update().where(roots.c.root_key == key).values(next_refresh_at=now)
+                )
+                return False
+            conn.execute(
+                roots.update()
+                .where(roots.c.root_key == key)
+                .values(lease_owner=self.owner, lease_until=now + self.lease)
+            )
+            return True
+
+    def renew(self, key: str) -> None:
+        """Extend this replica's lease on ``key`` (called after every batch)."""
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                roots.update()
+                .where(roots.c.root_key == key, roots.c.lease_owner == self.owner)
+                .values(lease_until=datetime.now(UTC) + self.lease)
+            )
+
+    def release(self, key: str, next_in: timedelta | None) -> None:
+        """Give ``key`` up; it is due again after ``next_in`` (now when ``None``)."""
+        now = datetime.now(UTC)
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                roots.update()
+                .where(roots.c.root_key == key, roots.c.lease_owner == self.owner)
+                .values(
+                    lease_owner=None,
+                    lease_until=None,
+                    next_refresh_at=now + (next_in or timedelta(0)),
+                )
+            )
+
+    def holder(self, key: str) -> str | None:
+        """Who holds ``key`` now, if anyone (for tests and diagnostics)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(roots.c.lease_owner, roots.c.lease_until).where(roots.c.root_key == key)
+            ).first()
+        if row is None or row.lease_owner is None or _aware(row.lease_until) <= datetime.now(UTC):
+            return None
+        return str(row.lease_owner)
+
+
+def _aware(value: datetime | None) -> datetime:
+    """SQLite hands back naive datetimes; they were written in UTC."""
+    if value is None:
+        return datetime.min.replace(tzinfo=UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,190 @@
+"""Several replicas on one database share the refresh work through leases."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from greenroom import db
+from greenroom.catalog.leases import Leases
+from greenroom.catalog.tables import roots
+
+
+def test_a_root_is_held_by_one_replica_at_a_time(database_url: str) -> None:
+    engine = db.create_engine(database_url)
+    db.upgrade(engine)
+    a = Leases(engine, "replica-a", timedelta(seconds=30))
+    b = Leases(engine, "replica-b", timedelta(seconds=30))
+    a.sync(["file:/x.yaml", "file:/y.yaml"])
+    first, second = a.claim_due(), b.claim_due()
+    assert {first, second} == {"file:/x.yaml", "file:/y.yaml"}
+    assert a.claim_due() is None and b.claim_due() is None
+    assert not b.claim(first)  # held by a: marked due for a instead
+    assert a.holder(first) == "replica-a"
+    a.release(first, timedelta(hours=1))
+    assert b.claim(first)
+    engine.dispose()
+
+
+def test_an_expired_lease_passes_to_another_replica(database_url: str) -> None:
+    engine = db.create_engine(database_url)
+    db.upgrade(engine)
+    dead = Leases(engine, "dead", timedelta(milliseconds=200))
+    alive = Leases(engine, "alive", timedelta(seconds=30))
+    dead.sync(["file:/x.yaml"])
+    assert dead.claim_due() == "file:/x.yaml"
+    assert alive.claim_due() is None
+    time.sleep(0.3)
+    assert alive.claim_due() == "file:/x.yaml"
+    engine.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _catalog(path: Path, n: int) -> None:
+    docs = [
+        "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: team}\n"
+        "spec: {type: team, children: []}"
+    ]
+    docs += [
+        f"apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {{name: svc-{i}}}\n"
+        f"spec: {{type: service, lifecycle: production, owner: team, "
+        f"dependsOn: ['component:svc-{(i + 1) % n}']}}"
+        for i in range(n)
+    ]
+    path.write_text("\n---\n".join(docs) + "\n")
+
+
+def test_killing_a_replica_mid_ingestion_lets_another_finish(
+    database_url: str, tmp_path: Path
+) -> None:
+    n = 20_000
+    _catalog(tmp_path / "catalog.yaml", n)
+    config = tmp_path / "app-config.yaml"
+    config.write_text(
+        f"""
+backend:
+  database: "{database_url}"
+catalog:
+  processingInterval: {{hours: 1}}
+  leaseDuration: {{seconds: 2}}
+  rules:
+    - allow: [Component, Group, Location]
+  locations:
+    - {{type: file, target: {tmp_path / "catalog.yaml"}}}
+"""
+    )
+    subprocess.run(
+        [sys.executable, "-m", "greenroom", "db", "upgrade", "--config", str(config)],
+        check=True,
+        capture_output=True,
+    )
+    ports = [_free_port(), _free_port()]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "greenroom",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for port in ports
+    ]
+    engine = db.create_engine(database_url)
+    try:
+        holder = _wait_for_holder(engine, procs)
+        victim = next(i for i, p in enumerate(procs) if f":{p.pid}:" in holder)
+        survivor = 1 - victim
+        _wait_for_some_served(ports[victim])
+        os.killpg(procs[victim].pid, signal.SIGKILL)
+        procs[victim].wait()
+        served_at_kill = _count(ports[survivor])
+        assert 0 < served_at_kill < n + 2, "the replica was not killed in the middle"
+        total = _wait_for_all_served(ports[survivor], n + 2)
+        assert total == n + 2  # components, the group, the generated Location
+        owner = _last_owner(engine)
+        assert owner is None or f":{procs[survivor].pid}:" in owner
+        billing = httpx.get(
+            f"http://127.0.0.1:{ports[survivor]}/api/catalog/entities/by-name/group/default/team"
+        ).json()
+        owned = [r for r in billing["relations"] if r["type"] == "ownerOf"]
+        assert len(owned) == n
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=20)
+        engine.dispose()
+
+
+def _wait_for_holder(engine: sa.Engine, procs: list[subprocess.Popen[bytes]]) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        owner = _last_owner(engine)
+        if owner:
+            return owner
+        assert all(p.poll() is None for p in procs), "a replica exited"
+        time.sleep(0.02)
+    raise AssertionError("no replica claimed the root")
+
+
+def _last_owner(engine: sa.Engine) -> Any:
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.select(roots.c.lease_owner)).scalar()
+    except sa.exc.OperationalError:
+        return None
+
+
+def _count(port: int) -> int:
+    try:
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/api/catalog/entities/by-query",
+            params={"limit": 0},
+            timeout=5,
+        )
+        return int(response.json()["totalItems"]) if response.status_code == 200 else 0
+    except httpx.HTTPError:
+        return 0
+
+
+def _wait_for_some_served(port: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if _count(port) > 0:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the holder served nothing")
+
+
+def _wait_for_all_served(port: int, expected: int) -> int:
+    deadline = time.monotonic() + 180
+    count = 0
+    while time.monotonic() < deadline:
+        count = _count(port)
+        if count >= expected:
+            return count
+        time.sleep(0.2)
+    return count
