@@ -37,6 +37,9 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # Index maintenance of a large catalog wants more than the default 2 MiB of cache.
+            cursor.execute("PRAGMA cache_size=-65536")
+            cursor.execute("PRAGMA temp_store=MEMORY")
             cursor.close()
 
         @sa.event.listens_for(engine, "begin")

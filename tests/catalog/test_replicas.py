@@ -126,11 +126,7 @@ catalog:
         assert total == n + 2  # components, the group, the generated Location
         owner = _last_owner(engine)
         assert owner is None or f":{procs[survivor].pid}:" in owner
-        billing = httpx.get(
-            f"http://127.0.0.1:{ports[survivor]}/api/catalog/entities/by-name/group/default/team"
-        ).json()
-        owned = [r for r in billing["relations"] if r["type"] == "ownerOf"]
-        assert len(owned) == n
+        assert _wait_for_relations(ports[survivor], n) == n
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -177,6 +173,20 @@ def _wait_for_some_served(port: int) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("the holder served nothing")
+
+
+def _wait_for_relations(port: int, expected: int) -> int:
+    """How many components the group owns, once the survivor has stitched it completely."""
+    url = f"http://127.0.0.1:{port}/api/catalog/entities/by-name/group/default/team"
+    deadline = time.monotonic() + 120
+    owned = 0
+    while time.monotonic() < deadline:
+        group = httpx.get(url, timeout=5).json()
+        owned = sum(1 for r in group["relations"] if r["type"] == "ownerOf")
+        if owned >= expected:
+            break
+        time.sleep(0.2)
+    return owned
 
 
 def _wait_for_all_served(port: int, expected: int) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 MAX_KEY = 200
 MAX_VALUE = 200
+Row = tuple[str, str, str | None, str | None]  # ref, key, value, original_value
 SKIPPED = frozenset(
     {
         "attachments",
@@ -60,7 +61,13 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def search_rows(ref: str, entity: dict[str, Any]) -> list[tuple[str, str, str | None, str | None]]:
+def relation_rows(ref: str, entity: dict[str, Any]) -> list[Row]:
+    """Only the ``relations.<type>`` rows of an entity, for when nothing else changed."""
+    relations = entity.get("relations") or []
+    return _rows(ref, [(f"relations.{r['type']}", r["targetRef"]) for r in relations])
+
+
+def search_rows(ref: str, entity: dict[str, Any]) -> list[Row]:
     """The search rows of one final entity: ``(ref, key, value, original_value)``."""
     meta = entity.get("metadata") or {}
     raw = _traverse(entity)
@@ -69,7 +76,11 @@ def search_rows(ref: str, entity: dict[str, Any]) -> list[tuple[str, str, str | 
     raw.append(("metadata.uid", meta.get("uid")))
     for relation in entity.get("relations") or []:
         raw.append((f"relations.{relation['type']}", relation["targetRef"]))
-    rows: list[tuple[str, str, str | None, str | None]] = []
+    return _rows(ref, raw)
+
+
+def _rows(ref: str, raw: list[tuple[str, Any]]) -> list[Row]:
+    rows: list[Row] = []
     seen: set[tuple[str, str | None]] = set()
     for raw_key, raw_value in raw:
         key = raw_key.lower()

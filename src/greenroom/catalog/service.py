@@ -113,6 +113,7 @@ class CatalogService:
                     break
                 self._walk_leased(walker, root, key, summary)
         self._sweep(summary)
+        self.ingestion.stitch_pending(summary)  # what a replica that died left marked
         return summary
 
     def _walk_leased(

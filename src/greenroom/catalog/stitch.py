@@ -16,7 +16,7 @@ import orjson
 import sqlalchemy as sa
 
 from greenroom.catalog.model.problems import Problem
-from greenroom.catalog.search_rows import search_rows
+from greenroom.catalog.search_rows import relation_rows, search_rows
 from greenroom.catalog.tables import entities, relations, search
 from greenroom.db import bulk_insert
 
@@ -53,8 +53,13 @@ def _relation_json(type_: str, target: str) -> dict[str, Any]:
     return {"type": type_, "targetRef": target}
 
 
-def stitch(connection: sa.Connection, refs: Iterable[str]) -> int:
-    """Rebuild the final entity of each of ``refs`` that changed; returns how many changed."""
+def stitch(connection: sa.Connection, refs: Iterable[str], *, relations_only: bool = False) -> int:
+    """Rebuild the final entity of each of ``refs`` that changed; returns how many changed.
+
+    With ``relations_only`` the caller knows that only the relations of these entities can
+    have changed (they are peers of entities written elsewhere), so of their search rows only
+    the ``relations.*`` ones are replaced; an entity never stitched before is done in full.
+    """
     todo = sorted(set(refs))
     changed = 0
     for batch in chunks(todo):
@@ -76,6 +81,8 @@ def stitch(connection: sa.Connection, refs: Iterable[str]) -> int:
         ):
             rels.setdefault(source, set()).add((type_, target))
         updates: list[dict[str, Any]] = []
+        full: list[str] = []
+        partial: list[str] = []
         new_search: list[tuple[str, str, str | None, str | None]] = []
         for row in rows:
             if row.processed is None:
@@ -86,16 +93,27 @@ def stitch(connection: sa.Connection, refs: Iterable[str]) -> int:
                 continue
             final["metadata"]["etag"] = etag
             updates.append({"b_ref": row.ref, "final": dumps(final), "etag": etag})
-            new_search.extend(search_rows(row.ref, final))
+            if relations_only and row.etag is not None:
+                partial.append(row.ref)
+                new_search.extend(relation_rows(row.ref, final))
+            else:
+                full.append(row.ref)
+                new_search.extend(search_rows(row.ref, final))
         if not updates:
             continue
         changed += len(updates)
-        refs_changed = [u["b_ref"] for u in updates]
         connection.execute(
             entities.update().where(entities.c.ref == sa.bindparam("b_ref")),
             updates,
         )
-        connection.execute(search.delete().where(search.c.ref.in_(refs_changed)))
+        if full:
+            connection.execute(search.delete().where(search.c.ref.in_(full)))
+        if partial:
+            connection.execute(
+                search.delete().where(
+                    search.c.ref.in_(partial), search.c.key.startswith("relations.")
+                )
+            )
         bulk_insert(connection, search, SEARCH_COLUMNS, new_search)
     return changed
 

@@ -41,12 +41,14 @@ entities = sa.Table(
     sa.Column("problems", sa.Text, nullable=False, server_default="[]"),
     sa.Column("process_hash", sa.String(40), nullable=False, server_default=""),
     sa.Column("source_hash", sa.String(40), nullable=False, server_default=""),
+    sa.Column("needs_stitch", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("final", sa.Text, nullable=True),
     sa.Column("etag", sa.String(40), nullable=True),
     sa.Column("orphan", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_catalog_entities_origin", "origin_key"),
     sa.Index("ix_catalog_entities_source", "origin_key", "source_hash"),
+    sa.Index("ix_catalog_entities_needs_stitch", "needs_stitch"),
     sa.Index("ix_catalog_entities_kind_name", "kind", "namespace", "name"),
 )
 

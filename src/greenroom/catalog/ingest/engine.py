@@ -14,6 +14,7 @@ they stay as they were until it reads again.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import uuid
@@ -90,14 +91,35 @@ class IngestionEngine:
         return result
 
     def finish(self, result: WalkResult, produced: set[str], summary: PassSummary) -> None:
-        """Write the Location entities, then orphan what the root no longer produces."""
+        """Write the Location entities, orphan what the root no longer produces, and stitch
+        the peers that earlier batches touched."""
         self._apply(result, list(result.locations.values()), produced, summary)
         summary.unchanged += len(set(result.seen) - produced)
         produced.update(result.seen)
         with self._lock, write_transaction(self.engine) as conn:
-            touched: set[str] = set()
-            self._orphans(conn, result, produced, touched, summary)
-            summary.stitched += stitch(conn, touched)
+            orphaned: set[str] = set()
+            self._orphans(conn, result, produced, orphaned, summary)
+            summary.stitched += stitch(conn, orphaned)  # their annotations change: in full
+        self.stitch_pending(summary)
+
+    def stitch_pending(self, summary: PassSummary) -> None:
+        """Stitch every entity marked as waiting (by any replica, even one that died since)."""
+        while True:
+            with self._lock, write_transaction(self.engine) as conn:
+                refs = list(
+                    conn.execute(
+                        sa.select(entities.c.ref)
+                        .where(entities.c.needs_stitch.is_(True))
+                        .limit(5000)
+                    ).scalars()
+                )
+                if not refs:
+                    return
+                summary.stitched += stitch(conn, refs, relations_only=True)
+                for part in chunks(refs):
+                    conn.execute(
+                        entities.update().where(entities.c.ref.in_(part)).values(needs_stitch=False)
+                    )
 
     def unchanged_sources(self, origin_key: str, hashes: list[str]) -> dict[str, str]:
         """``{source hash: ref}`` of stored, clean entities of ``origin_key`` with those hashes.
@@ -128,6 +150,10 @@ class IngestionEngine:
         produced: set[str],
         summary: PassSummary,
     ) -> None:
+        """Write one batch and stitch its own entities at once. Peers its relations touched
+        (a group owning components of many batches) are marked ``needs_stitch`` in the same
+        transaction, to be stitched once at the end of the root rather than once per batch;
+        the mark is in the database, so a replica that dies leaves it to the next one."""
         if not batch:
             return
         with self._lock, write_transaction(self.engine) as conn:
@@ -135,7 +161,14 @@ class IngestionEngine:
             accepted = self._resolve(result, batch, stored)
             touched: set[str] = set()
             self._write(conn, result.root_key, accepted, stored, touched, summary)
-            summary.stitched += stitch(conn, touched)
+            own = {e.ref for e in accepted} & touched
+            summary.stitched += stitch(conn, own)
+            for part in chunks(sorted(touched - own)):
+                conn.execute(
+                    entities.update()
+                    .where(entities.c.ref.in_(part), entities.c.needs_stitch.is_(False))
+                    .values(needs_stitch=True)
+                )
         for emitted in accepted:
             produced.add(emitted.ref)
             if not (emitted.failed and emitted.reader and self._unserved(emitted, stored)):
@@ -241,7 +274,7 @@ class IngestionEngine:
                 "updated_at": now,
             }
             if previous is None:
-                inserts.append({"ref": ref, "uid": str(uuid.uuid4()), **row})
+                inserts.append({"ref": ref, **row})
             else:
                 updates.append({"b_ref": ref, **row})
                 replaced.append(ref)
@@ -249,6 +282,8 @@ class IngestionEngine:
             touched.update(r[0] for r in rels)
             new_relations.extend((ref, s, t, tg) for s, t, tg in rels)
         touched.update(self._drop_relations(conn, replaced))
+        for row, uid in zip(inserts, _uuid4s(len(inserts)), strict=True):
+            row["uid"] = uid
         if inserts:
             conn.execute(entities.insert(), inserts)
         if updates:
@@ -338,6 +373,13 @@ class IngestionEngine:
             conn.execute(search.delete().where(search.c.ref.in_(part)))
             conn.execute(entities.delete().where(entities.c.ref.in_(part)))
         touched.difference_update(refs)
+
+
+def _uuid4s(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs from one read of the system's randomness; one read
+    per UUID costs more than the insert of the entity on some virtual machines."""
+    raw = os.urandom(16 * count)
+    return [str(uuid.UUID(bytes=raw[i * 16 : (i + 1) * 16], version=4)) for i in range(count)]
 
 
 _DONE = object()
