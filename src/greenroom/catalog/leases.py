@@ -7,7 +7,7 @@ the root and walks it again, and since writes compare hashes, what the dead one 
 costs nothing twice. On PostgreSQL the claim skips rows another replica is claiming at the same
 moment (``FOR UPDATE SKIP LOCKED``); on SQLite the write transaction is exclusive anyway.
 
-See ``README-leases.md`` beside this file for the reasoning.
+See ``README.md`` beside this file for the tables, the locks and the reasoning.
 """
 
 from __future__ import annotations
