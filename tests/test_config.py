@@ -105,3 +105,25 @@ def test_bad_yaml_names_file_and_line(tmp_path: Path) -> None:
     path = write(tmp_path / "app-config.yaml", "backend:\n  listen: [\n")
     with pytest.raises(ConfigError, match=r"app-config\.yaml:3:1"):
         load_config([path])
+
+
+def test_a_password_with_special_characters_survives(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "c.yaml",
+        """
+backend:
+  database:
+    client: pg
+    connection: {host: db, user: gr, password: "p@ss/w:rd", database: portal}
+""",
+    )
+    from sqlalchemy.engine import make_url
+
+    url = make_url(load_config([path]).database_url)
+    assert url.password == "p@ss/w:rd" and url.host == "db" and url.database == "portal"
+
+
+def test_a_zero_interval_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", "catalog:\n  processingInterval: {seconds: 0}\n")
+    with pytest.raises(ConfigError, match=r"catalog\.processingInterval"):
+        load_config([path])

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from greenroom.config import CONFIG_FILES_ENV, Config, ConfigError, load_config
+from greenroom.context import AppContext
 from greenroom.plugins import plugin_manager
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Greenroom developer portal.")
@@ -35,6 +36,17 @@ def config_or_exit(paths: list[Path] | None) -> Config:
         raise typer.Exit(2) from exc
 
 
+def context_or_exit(cfg: Config) -> AppContext:
+    """Database and plugins for ``cfg``, or the problem (naming the key) and exit status 2."""
+    from greenroom.app import create_context
+
+    try:
+        return create_context(cfg)
+    except ConfigError as exc:
+        typer.echo(f"greenroom: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @cli.command()
 def serve(
     config: ConfigOption = None,
@@ -51,7 +63,7 @@ def serve(
     """
     import uvicorn
 
-    from greenroom.app import create_app, create_context
+    from greenroom.app import create_app
 
     cfg = config_or_exit(config)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -60,7 +72,7 @@ def serve(
         "port": port if port is not None else cfg.backend.listen.port,
         "log_level": "info",
     }
-    context = create_context(cfg)  # migrates once, before any worker starts
+    context = context_or_exit(cfg)  # migrates once, before any worker starts
     if workers == 1:
         uvicorn.run(create_app(context), **listen)  # type: ignore[arg-type]
         return

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import URL
 
 CONFIG_FILES_ENV = "GREENROOM_CONFIG_FILES"  # config files of `serve --workers`, as JSON
 _ENV = re.compile(r"\$(\$?)\{([^}]*)\}")
@@ -121,7 +122,10 @@ class Catalog(_Model):
     def _duration(cls, value: Any) -> Any:
         if value is False:
             return None
-        return parse_duration(value)
+        interval = parse_duration(value)
+        if interval.total_seconds() <= 0:
+            raise ValueError("must be longer than zero (or false to turn the loop off)")
+        return interval
 
     @field_validator("lease_duration", mode="before")
     @classmethod
@@ -229,13 +233,15 @@ def database_url(value: str | Mapping[str, Any] | None) -> str:
         if isinstance(connection, str):
             return database_url(connection)
         conn = dict(connection or {})
-        auth = conn.get("user", "postgres")
-        if conn.get("password"):
-            auth += f":{conn['password']}"
-        host = conn.get("host", "127.0.0.1")
-        port = conn.get("port", 5432)
-        name = conn.get("database", "greenroom")
-        return f"postgresql+psycopg://{auth}@{host}:{port}/{name}"
+        url = URL.create(
+            "postgresql+psycopg",
+            username=str(conn.get("user", "postgres")),
+            password=str(conn["password"]) if conn.get("password") else None,
+            host=str(conn.get("host", "127.0.0.1")),
+            port=int(conn.get("port", 5432)),
+            database=str(conn.get("database", "greenroom")),
+        )
+        return url.render_as_string(hide_password=False)
     raise ConfigError(
         f"backend.database.client: unsupported client {client!r}; use pg or better-sqlite3"
     )

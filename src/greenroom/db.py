@@ -25,6 +25,9 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite"):
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            # One in-memory database shared by every thread, not one empty database each.
+            kwargs.setdefault("poolclass", sa.pool.StaticPool)
         engine = sa.create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
 
         @sa.event.listens_for(engine, "connect")

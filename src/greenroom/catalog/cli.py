@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -15,19 +16,29 @@ from greenroom.catalog.ingest.parsing import parse_documents
 from greenroom.catalog.model.checks import check_entity
 from greenroom.catalog.model.problems import Problem
 from greenroom.catalog.model.validation import Validator
-from greenroom.cli import ConfigOption, config_or_exit
+from greenroom.cli import ConfigOption, config_or_exit, context_or_exit
 
 catalog_cli = typer.Typer(no_args_is_help=True)
 
 
-def validate_file(path: Path, validator: Validator) -> list[Problem]:
-    """Every problem of one entity file, offline (placeholders are not read)."""
+def validate_file(path: Path, validator: Validator, *, found: bool = False) -> list[Problem]:
+    """Every problem of one entity file, offline (placeholders are not read).
+
+    A file ``found`` in a folder (rather than named) is skipped when none of its documents
+    looks like an entity: a folder of catalog files also holds the OpenAPI and AsyncAPI files
+    their placeholders load.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return [Problem(f"cannot read file: {exc}", file=str(path))]
+    docs = parse_documents(text)
+    if found and not any(
+        isinstance(d.data, dict) and ("apiVersion" in d.data or "kind" in d.data) for d in docs
+    ):
+        return []
     problems = []
-    for doc in parse_documents(text):
+    for doc in docs:
         label = f"document {doc.index + 1}"
         if doc.error:
             problems.append(
@@ -79,15 +90,16 @@ def validate(
 
     kinds = flatten(plugin_manager().hook.greenroom_entity_kinds()) or list(BUILTIN_KINDS)
     validator = Validator(kinds)
-    files: list[Path] = []
+    files: list[tuple[Path, bool]] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")))
+            found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
+            files.extend((p, True) for p in found)
         else:
-            files.append(path)
+            files.append((path, False))
     bad = 0
-    for file in files:
-        problems = validate_file(file, validator)
+    for file, found_in_folder in files:
+        problems = validate_file(file, validator, found=found_in_folder)
         for problem in problems:
             # Always file:line:column, so that editors and CI annotations can jump to it.
             typer.echo(f"{file}:{problem.line or 1}:{problem.column or 1}: {problem.message}")
@@ -99,11 +111,10 @@ def validate(
 @catalog_cli.command("ingest")
 def ingest(config: ConfigOption = None) -> None:
     """Run one full ingestion pass and print a summary of entities per kind and problems."""
-    from greenroom.app import create_context
     from greenroom.catalog.plugin import service
 
     cfg = config_or_exit(config)
-    context = create_context(cfg)
+    context = context_or_exit(cfg)
     svc = service(context)
     roots = svc.roots()
     console = Console(stderr=True)
@@ -126,5 +137,5 @@ def ingest(config: ConfigOption = None) -> None:
         f"{len(summary.problems)} problem(s)"
     )
     for problem in summary.problems:
-        out.print(f"[red]error[/red] {problem.text()}", markup=True, highlight=False)
+        out.print(f"[red]error[/red] {escape(problem.text())}", markup=True, highlight=False)
     raise typer.Exit(1 if summary.problems else 0)
