@@ -20,6 +20,7 @@ from greenroom.catalog.tables import entities, search
 from greenroom.exceptions import InvalidInput
 
 EXISTS = object()
+SERVED = entities.c.final.is_not(None)
 
 
 @dataclass
@@ -60,7 +61,7 @@ def parse_filters(params: Sequence[str]) -> list[FilterSet]:
 
 def filter_clause(sets: Sequence[FilterSet]) -> sa.ColumnElement[bool]:
     """The WHERE clause on ``catalog_entities`` for parsed filters (served entities only)."""
-    served = entities.c.final.is_not(None)
+    served = SERVED
     if not sets:
         return served
     alternatives = []
@@ -195,17 +196,20 @@ def facets(
     if not keys:
         return result
     lowered = {key.lower(): key for key in keys}
-    matching = sa.select(entities.c.ref).where(where)
-    rows = conn.execute(
+    query = (
         sa.select(
             search.c.key,
             search.c.original_value,
             sa.func.count(sa.distinct(search.c.ref)).label("count"),
         )
         .where(search.c.key.in_(list(lowered)), search.c.original_value.is_not(None))
-        .where(search.c.ref.in_(matching))
         .group_by(search.c.key, search.c.original_value)
-    ).all()
+    )
+    if where is not SERVED:
+        # Search rows exist only for served entities, so without a filter there is nothing to
+        # join: the facet is read from the (key, value) index alone.
+        query = query.where(search.c.ref.in_(sa.select(entities.c.ref).where(where)))
+    rows = conn.execute(query).all()
     for row in rows:
         result[lowered[row.key]].append({"value": row.original_value, "count": row.count})
     for items in result.values():

@@ -73,7 +73,7 @@ search = sa.Table(
     sa.Column("value", sa.String(255), nullable=True),
     sa.Column("original_value", sa.String(255), nullable=True),
     sa.Index("ix_catalog_search_key_value", "key", "value"),
-    sa.Index("ix_catalog_search_ref", "ref"),
+    sa.Index("ix_catalog_search_ref_key", "ref", "key", "value"),
 )
 
 roots = sa.Table(

@@ -70,7 +70,7 @@ def upgrade() -> None:
         sa.Column("original_value", sa.String(255), nullable=True),
     )
     op.create_index("ix_catalog_search_key_value", "catalog_search", ["key", "value"])
-    op.create_index("ix_catalog_search_ref", "catalog_search", ["ref"])
+    op.create_index("ix_catalog_search_ref_key", "catalog_search", ["ref", "key", "value"])
 
 
 def downgrade() -> None:
