@@ -144,12 +144,17 @@ class CatalogService:
             ).all()
         return {row[0]: row[1] for row in rows}
 
-    def refresh_entity(self, ref: str) -> None:
-        """Re-read the root location that produced ``ref`` (``POST /refresh``)."""
+    def _origin_of(self, ref: str) -> str | None:
+        """The root location key an entity comes from."""
         with self.engine.connect() as conn:
             origin = conn.execute(
                 sa.select(entities.c.origin_key).where(entities.c.ref == ref.lower())
             ).scalar()
+        return None if origin is None else str(origin)
+
+    def refresh_entity(self, ref: str) -> None:
+        """Re-read the root location that produced ``ref`` (``POST /refresh``)."""
+        origin = self._origin_of(ref)
         if origin is None:
             raise NotFound(f"Entity {ref.lower()} not found")
         roots = [r for r in self.roots() if location_key(r.type, r.target) == origin]
@@ -267,10 +272,7 @@ class CatalogService:
 
     def location_by_entity(self, ref: str) -> dict[str, Any]:
         """The registered location an entity originates from (404 for config locations)."""
-        with self.engine.connect() as conn:
-            origin = conn.execute(
-                sa.select(entities.c.origin_key).where(entities.c.ref == ref.lower())
-            ).scalar()
+        origin = self._origin_of(ref)
         if origin is None:
             raise NotFound(f"found no entity for ref {ref}")
         type_, _, target = origin.partition(":")

@@ -148,3 +148,12 @@ def test_template_needs_its_own_api_version() -> None:
     }
     assert validate_entity(template) == []
     assert fields({**template, "apiVersion": "backstage.io/v1alpha1"}) == ["apiVersion"]
+
+
+def test_messages_follow_backstage() -> None:
+    (kind,) = validate_entity(component(kind="9lives"))
+    assert kind.message.startswith(
+        '"kind" is not valid; expected a string that is a sequence of [a-zA-Z][a-z0-9A-Z]'
+    )
+    (api,) = validate_entity(component(apiVersion="a/b/c"))
+    assert '"apiVersion" is not valid; expected a valid prefix and/or suffix' in api.message

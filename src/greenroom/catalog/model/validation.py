@@ -38,6 +38,9 @@ NAME_EXPECTATION = (
 DNS_EXPECTATION = (
     "a string that is sequences of [a-z0-9] separated by [-], at most 63 characters in total"
 )
+KIND_EXPECTATION = (
+    "a string that is a sequence of [a-zA-Z][a-z0-9A-Z], at most 63 characters in total"
+)
 TAG_EXPECTATION = (
     "a string that is sequences of [a-z0-9+#] separated by [-], at most 63 characters in total"
 )
@@ -190,20 +193,16 @@ class Validator:
         for key in entity:
             if key not in ROOT_FIELDS:
                 yield EntityError(str(key), f"Unknown field {key}")
-        api_version = entity.get("apiVersion")
-        if api_version is None:
-            yield EntityError("apiVersion", '"apiVersion" must have a value')
-        elif not is_valid_api_version(api_version):
-            yield _format_error(
-                "apiVersion", "a valid apiVersion (e.g. backstage.io/v1alpha1)", api_version
-            )
-        kind = entity.get("kind")
-        if kind is None:
-            yield EntityError("kind", '"kind" must have a value')
-        elif not is_valid_kind(kind):
-            yield _format_error(
-                "kind", "a string that is a letter followed by letters and digits", kind
-            )
+        # The same check for both fields, with Backstage's expectations.
+        for field, valid, expectation in (
+            ("apiVersion", is_valid_api_version, "a valid prefix and/or suffix"),
+            ("kind", is_valid_kind, KIND_EXPECTATION),
+        ):
+            value = entity.get(field)
+            if value is None:
+                yield EntityError(field, f'"{field}" must have a value')
+            elif not valid(value):
+                yield _format_error(field, expectation, value)
         meta = entity.get("metadata")
         if not isinstance(meta, Mapping):
             yield EntityError("metadata", "Entity metadata must be an object")
