@@ -105,3 +105,20 @@ def bulk_insert(
     )
     connection.exec_driver_sql(sql, batch)
     return len(batch)
+
+
+ANALYZED_TABLES = ("catalog_entities", "catalog_relations", "catalog_search")
+
+
+def refresh_statistics(engine: sa.Engine) -> None:
+    """Bring the planner's statistics up to date after a large change (a first ingestion).
+
+    Autovacuum gets there eventually; until it does, PostgreSQL plans filters with the
+    statistics of an empty table and reads heap pages that the visibility map would let it
+    skip. ``VACUUM`` cannot run in a transaction, hence the autocommit connection.
+    """
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"VACUUM (ANALYZE) {', '.join(ANALYZED_TABLES)}")
+        else:
+            connection.exec_driver_sql("ANALYZE")

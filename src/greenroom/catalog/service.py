@@ -23,9 +23,12 @@ from greenroom.catalog.stitch import stitch
 from greenroom.catalog.tables import entities, locations
 from greenroom.context import AppContext
 from greenroom.contracts import EntityProvider, Processor, RootLocation
-from greenroom.db import write_transaction
+from greenroom.db import refresh_statistics, write_transaction
 from greenroom.exceptions import Conflict, InvalidInput, NotFound
 from greenroom.plugins import flatten
+
+# Rows written by one root after which the planner's statistics are refreshed.
+STATISTICS_AFTER = 5000
 
 
 def catalog_validator(context: AppContext) -> Validator:
@@ -121,11 +124,14 @@ class CatalogService:
     ) -> None:
         """Walk a root whose lease this replica holds, renewing it, and release it after."""
         interval = self.config.catalog.processing_interval
+        written = summary.written
         try:
             self.ingestion.ingest(walker, root, summary, on_batch=lambda: self.leases.renew(key))
             summary.roots += 1
         finally:
             self.leases.release(key, interval)
+        if summary.written - written >= STATISTICS_AFTER:
+            refresh_statistics(self.engine)
 
     def _sweep(self, summary: PassSummary) -> None:
         """A root that is no longer configured or registered produces nothing any more. The
