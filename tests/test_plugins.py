@@ -160,3 +160,16 @@ def test_unknown_keys_of_our_sections_are_warned_about(
     with caplog.at_level("WARNING"):
         make_catalog(config={"catalog": {"orphanStratgy": "keep"}})
     assert "catalog.orphanStratgy" in caplog.text
+
+
+class _DuplicateKindPlugin:
+    @hookimpl
+    def greenroom_entity_kinds(self) -> list[Any]:
+        from greenroom.catalog.model.kinds import KindSpec
+
+        return [KindSpec("Component", ("backstage.io/v1alpha1",), {})]
+
+
+def test_a_broken_plugin_stops_start_up(make_catalog: Any) -> None:
+    with pytest.raises(ValueError, match="declared twice by plugins: component"):
+        make_catalog(plugins=(_DuplicateKindPlugin(),))

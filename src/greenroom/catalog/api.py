@@ -128,6 +128,9 @@ def router(context: AppContext) -> APIRouter:
     """The catalog routes bound to one app's database and service."""
     from greenroom.catalog.plugin import service
 
+    # Built now rather than on the first request, so that a plugin whose kinds, processors or
+    # providers are broken stops start-up instead of failing requests later.
+    service(context)
     api = APIRouter(prefix="/api/catalog", tags=["catalog"])
     engine = context.engine
 
