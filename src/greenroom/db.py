@@ -28,6 +28,10 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
         if url in ("sqlite://", "sqlite:///:memory:"):
             # One in-memory database shared by every thread, not one empty database each.
             kwargs.setdefault("poolclass", sa.pool.StaticPool)
+        else:
+            # SQLite has one writer anyway; each connection holds a page cache of its own.
+            kwargs.setdefault("pool_size", 4)
+            kwargs.setdefault("max_overflow", 4)
         engine = sa.create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
 
         @sa.event.listens_for(engine, "connect")
@@ -40,8 +44,9 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            # Index maintenance of a large catalog wants more than the default 2 MiB of cache.
-            cursor.execute("PRAGMA cache_size=-65536")
+            # Index maintenance of a large catalog wants more than the default 2 MiB of cache;
+            # the cache is per connection, so it is kept modest (the pool below is small too).
+            cursor.execute("PRAGMA cache_size=-16384")
             cursor.execute("PRAGMA temp_store=MEMORY")
             cursor.close()
 
