@@ -57,15 +57,23 @@ class PlaceholderResolver:
         self.read_keys: list[str] = []
 
     def resolve(self, data: Any, path: str = "") -> Any:
-        """A copy of ``data`` with every placeholder replaced by what it points at."""
+        """``data`` with every placeholder replaced by what it points at, in place: the
+        document was parsed for this walk alone, and copying every entity costs more than
+        resolving the few placeholders there are."""
         if isinstance(data, dict):
             if len(data) == 1:
                 ((key, value),) = data.items()
                 if isinstance(key, str) and key.startswith("$"):
                     return self._substitute(key[1:], value, path)
-            return {k: self.resolve(v, f"{path}.{k}" if path else str(k)) for k, v in data.items()}
+            for key, value in data.items():
+                if isinstance(value, (dict, list)):
+                    data[key] = self.resolve(value, f"{path}.{key}" if path else str(key))
+            return data
         if isinstance(data, list):
-            return [self.resolve(v, f"{path}.{i}") for i, v in enumerate(data)]
+            for i, value in enumerate(data):
+                if isinstance(value, (dict, list)):
+                    data[i] = self.resolve(value, f"{path}.{i}")
+            return data
         return data
 
     def _substitute(self, name: str, value: Any, path: str) -> Any:
