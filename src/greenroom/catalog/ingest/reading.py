@@ -20,7 +20,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
-DEFAULT_MAX_BYTES = 5 * 1024 * 1024
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # the default of catalog.maxFileBytes
 
 
 class ReadError(Exception):
