@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -116,6 +117,37 @@ def stitch(connection: sa.Connection, refs: Iterable[str], *, relations_only: bo
             )
         bulk_insert(connection, search, SEARCH_COLUMNS, new_search)
     return changed
+
+
+def finish_new(
+    connection: sa.Connection, rows: list[dict[str, Any]]
+) -> list[tuple[str, str, str | None, str | None]]:
+    """Stitch entities that are about to be inserted, so that each is written once.
+
+    ``rows`` are insert rows (``ref``, ``uid``, ``processed``, ``problems``); their relations
+    must be written already. Each row gets its ``final`` and ``etag``, as :func:`stitch`
+    would give it right after the insert; the search rows to insert after the entities are
+    returned.
+    """
+    new_search: list[tuple[str, str, str | None, str | None]] = []
+    for part in chunks(rows):
+        rels: dict[str, set[tuple[str, str]]] = {}
+        for source, type_, target in connection.execute(
+            sa.select(relations.c.source_ref, relations.c.type, relations.c.target_ref).where(
+                relations.c.source_ref.in_([row["ref"] for row in part])
+            )
+        ):
+            rels.setdefault(source, set()).add((type_, target))
+        for row in part:
+            stored = SimpleNamespace(
+                processed=row["processed"], uid=row["uid"], orphan=False, problems=row["problems"]
+            )
+            final = _final(stored, rels.get(row["ref"], set()))
+            etag = digest(final)[:32]
+            final["metadata"]["etag"] = etag
+            row["final"], row["etag"] = dumps(final), etag
+            new_search.extend(search_rows(row["ref"], final))
+    return new_search
 
 
 def _final(row: Any, rels: set[tuple[str, str]]) -> dict[str, Any]:

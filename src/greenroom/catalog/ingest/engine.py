@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from greenroom.catalog.ingest.walk import Emitted, Walker, WalkResult, new_result
 from greenroom.catalog.model.problems import Problem
 from greenroom.catalog.model.refs import parse_ref
-from greenroom.catalog.stitch import chunks, digest, dumps, stitch
+from greenroom.catalog.stitch import SEARCH_COLUMNS, chunks, digest, dumps, finish_new, stitch
 from greenroom.catalog.tables import entities, relations, search
 from greenroom.contracts import RootLocation
 from greenroom.db import bulk_insert, write_transaction
@@ -282,17 +282,22 @@ class IngestionEngine:
             touched.update(r[0] for r in rels)
             new_relations.extend((ref, s, t, tg) for s, t, tg in rels)
         touched.update(self._drop_relations(conn, replaced))
+        bulk_insert(conn, relations, RELATION_COLUMNS, new_relations)
         for row, uid in zip(inserts, _uuid4s(len(inserts)), strict=True):
             row["uid"] = uid
         if inserts:
+            # New entities are stitched before they are inserted: one write each, not an
+            # insert and then an update with the stitched entity.
+            new_search = finish_new(conn, inserts)
+            touched.difference_update(row["ref"] for row in inserts)
             conn.execute(entities.insert(), inserts)
+            bulk_insert(conn, search, SEARCH_COLUMNS, new_search)
         if updates:
             conn.execute(entities.update().where(entities.c.ref == sa.bindparam("b_ref")), updates)
         if problem_updates:
             conn.execute(
                 entities.update().where(entities.c.ref == sa.bindparam("b_ref")), problem_updates
             )
-        bulk_insert(conn, relations, RELATION_COLUMNS, new_relations)
         summary.written += len(inserts) + len(updates) + len(problem_updates)
 
     def _drop_relations(self, conn: sa.Connection, originating: Sequence[str]) -> set[str]:
