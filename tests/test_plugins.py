@@ -48,6 +48,16 @@ def greenroom_routers(context):
 '''
 
 
+ONE_GROUP = {
+    "all.yaml": """
+        apiVersion: backstage.io/v1alpha1
+        kind: Group
+        metadata: {name: platform}
+        spec: {type: team, children: []}
+        """
+}
+
+
 @pytest.fixture(scope="module")
 def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``pip install`` a real distribution declaring a ``greenroom.plugins`` entry point."""
@@ -100,16 +110,7 @@ def test_plugin_processor_and_route_work(
     installed_plugin: Path, monkeypatch: Any, make_catalog: Any
 ) -> None:
     monkeypatch.syspath_prepend(str(installed_plugin))
-    catalog = make_catalog(
-        {
-            "all.yaml": """
-                apiVersion: backstage.io/v1alpha1
-                kind: Group
-                metadata: {name: platform}
-                spec: {type: team, children: []}
-                """
-        }
-    )
+    catalog = make_catalog(ONE_GROUP)
     catalog.refresh()
     group = catalog.entity("group", "platform")
     assert group["metadata"]["labels"] == {"example.com/stamped": "yes"}
@@ -121,16 +122,7 @@ def test_plugin_processor_and_route_work(
 
 
 def test_without_the_plugin_nothing_is_stamped(make_catalog: Any) -> None:
-    catalog = make_catalog(
-        {
-            "all.yaml": """
-                apiVersion: backstage.io/v1alpha1
-                kind: Group
-                metadata: {name: platform}
-                spec: {type: team, children: []}
-                """
-        }
-    )
+    catalog = make_catalog(ONE_GROUP)
     catalog.refresh()
     assert "labels" not in catalog.entity("group", "platform")["metadata"]
     assert catalog.client.get("/api/stamp/hello").status_code == 404
