@@ -134,18 +134,14 @@ def router(context: AppContext) -> APIRouter:
     api = APIRouter(prefix="/api/catalog", tags=["catalog"])
     engine = context.engine
 
-    def served(kind: str, namespace: str, name: str) -> Response:
-        ref = format_ref(kind, namespace, name)
+    def served(where: sa.ColumnElement[bool], missing: str) -> Response:
+        """The one served entity matching ``where``, as stored, or 404 with ``missing``."""
         with engine.connect() as conn:
             raw = conn.execute(
-                sa.select(entities.c.final).where(
-                    entities.c.ref == ref, entities.c.final.is_not(None)
-                )
+                sa.select(entities.c.final).where(where, entities.c.final.is_not(None))
             ).scalar()
         if raw is None:
-            raise NotFound(
-                f"No entity named '{name}' found, with kind '{kind}' in namespace '{namespace}'"
-            )
+            raise NotFound(missing)
         return RawJSON(raw.encode())
 
     @api.get("/entities", summary="List entities")
@@ -269,7 +265,10 @@ def router(context: AppContext) -> APIRouter:
 
     @api.get("/entities/by-name/{kind}/{namespace}/{name}", summary="Get an entity by name")
     def entity_by_name(kind: str, namespace: str, name: str) -> Response:
-        return served(kind, namespace, name)
+        return served(
+            entities.c.ref == format_ref(kind, namespace, name),
+            f"No entity named '{name}' found, with kind '{kind}' in namespace '{namespace}'",
+        )
 
     @api.get("/entities/by-name/{kind}/{namespace}/{name}/ancestry", summary="Entity ancestry")
     def ancestry(kind: str, namespace: str, name: str) -> dict[str, Any]:
@@ -299,15 +298,7 @@ def router(context: AppContext) -> APIRouter:
 
     @api.get("/entities/by-uid/{uid}", summary="Get an entity by uid")
     def entity_by_uid(uid: str) -> Response:
-        with engine.connect() as conn:
-            raw = conn.execute(
-                sa.select(entities.c.final).where(
-                    entities.c.uid == uid, entities.c.final.is_not(None)
-                )
-            ).scalar()
-        if raw is None:
-            raise NotFound(f"No entity with uid {uid}")
-        return RawJSON(raw.encode())
+        return served(entities.c.uid == uid, f"No entity with uid {uid}")
 
     @api.delete("/entities/by-uid/{uid}", status_code=204, summary="Delete an entity by uid")
     def delete_by_uid(uid: str) -> Response:

@@ -235,22 +235,23 @@ class CatalogService:
         self.refresh([RootLocation(type_, target)])
         return {"location": self._location_json(id_, type_, target), "entities": []}
 
-    def _location_row(self, where: Any) -> dict[str, Any] | None:
+    def _location_rows(self, where: Any = sa.true()) -> list[dict[str, Any]]:
+        """Registered locations matching ``where``, oldest first, as the API shows them."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(locations.c.id, locations.c.type, locations.c.target).where(where)
-            ).first()
-        return self._location_json(row.id, row.type, row.target) if row is not None else None
+            rows = conn.execute(
+                sa.select(locations.c.id, locations.c.type, locations.c.target)
+                .where(where)
+                .order_by(locations.c.created_at, locations.c.id)
+            ).all()
+        return [self._location_json(r.id, r.type, r.target) for r in rows]
+
+    def _location_row(self, where: Any) -> dict[str, Any] | None:
+        found = self._location_rows(where)
+        return found[0] if found else None
 
     def list_locations(self) -> list[dict[str, Any]]:
         """Registered locations, oldest first (config locations are not listed, as in Backstage)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(locations.c.id, locations.c.type, locations.c.target).order_by(
-                    locations.c.created_at, locations.c.id
-                )
-            ).all()
-        return [self._location_json(r.id, r.type, r.target) for r in rows]
+        return self._location_rows()
 
     def get_location(self, id_: str) -> dict[str, Any]:
         """One registered location by id."""

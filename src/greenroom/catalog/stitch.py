@@ -17,7 +17,7 @@ import orjson
 import sqlalchemy as sa
 
 from greenroom.catalog.model.problems import Problem
-from greenroom.catalog.search_rows import relation_rows, search_rows
+from greenroom.catalog.search_rows import Row, relation_rows, search_rows
 from greenroom.catalog.tables import entities, relations, search
 from greenroom.db import bulk_insert
 
@@ -74,25 +74,17 @@ def stitch(connection: sa.Connection, refs: Iterable[str], *, relations_only: bo
                 entities.c.etag,
             ).where(entities.c.ref.in_(batch))
         ).all()
-        rels: dict[str, set[tuple[str, str]]] = {}
-        for source, type_, target in connection.execute(
-            sa.select(relations.c.source_ref, relations.c.type, relations.c.target_ref).where(
-                relations.c.source_ref.in_(batch)
-            )
-        ):
-            rels.setdefault(source, set()).add((type_, target))
+        rels = _relations_by_source(connection, batch)
         updates: list[dict[str, Any]] = []
         full: list[str] = []
         partial: list[str] = []
-        new_search: list[tuple[str, str, str | None, str | None]] = []
+        new_search: list[Row] = []
         for row in rows:
             if row.processed is None:
                 continue
-            final = _final(row, rels.get(row.ref, set()))
-            etag = digest(final)[:32]
+            final, etag = _final(row, rels.get(row.ref, set()))
             if etag == row.etag:
                 continue
-            final["metadata"]["etag"] = etag
             updates.append({"b_ref": row.ref, "final": dumps(final), "etag": etag})
             if relations_only and row.etag is not None:
                 partial.append(row.ref)
@@ -119,9 +111,7 @@ def stitch(connection: sa.Connection, refs: Iterable[str], *, relations_only: bo
     return changed
 
 
-def finish_new(
-    connection: sa.Connection, rows: list[dict[str, Any]]
-) -> list[tuple[str, str, str | None, str | None]]:
+def finish_new(connection: sa.Connection, rows: list[dict[str, Any]]) -> list[Row]:
     """Stitch entities that are about to be inserted, so that each is written once.
 
     ``rows`` are insert rows (``ref``, ``uid``, ``processed``, ``problems``); their relations
@@ -129,28 +119,35 @@ def finish_new(
     would give it right after the insert; the search rows to insert after the entities are
     returned.
     """
-    new_search: list[tuple[str, str, str | None, str | None]] = []
+    new_search: list[Row] = []
     for part in chunks(rows):
-        rels: dict[str, set[tuple[str, str]]] = {}
-        for source, type_, target in connection.execute(
-            sa.select(relations.c.source_ref, relations.c.type, relations.c.target_ref).where(
-                relations.c.source_ref.in_([row["ref"] for row in part])
-            )
-        ):
-            rels.setdefault(source, set()).add((type_, target))
+        rels = _relations_by_source(connection, [row["ref"] for row in part])
         for row in part:
             stored = SimpleNamespace(
                 processed=row["processed"], uid=row["uid"], orphan=False, problems=row["problems"]
             )
-            final = _final(stored, rels.get(row["ref"], set()))
-            etag = digest(final)[:32]
-            final["metadata"]["etag"] = etag
+            final, etag = _final(stored, rels.get(row["ref"], set()))
             row["final"], row["etag"] = dumps(final), etag
             new_search.extend(search_rows(row["ref"], final))
     return new_search
 
 
-def _final(row: Any, rels: set[tuple[str, str]]) -> dict[str, Any]:
+def _relations_by_source(
+    connection: sa.Connection, refs: Sequence[str]
+) -> dict[str, set[tuple[str, str]]]:
+    """``{source ref: {(type, target ref)}}`` of every relation whose source is in ``refs``."""
+    rels: dict[str, set[tuple[str, str]]] = {}
+    for source, type_, target in connection.execute(
+        sa.select(relations.c.source_ref, relations.c.type, relations.c.target_ref).where(
+            relations.c.source_ref.in_(refs)
+        )
+    ):
+        rels.setdefault(source, set()).add((type_, target))
+    return rels
+
+
+def _final(row: Any, rels: set[tuple[str, str]]) -> tuple[dict[str, Any], str]:
+    """The served entity of a stored row with its relations, and its etag (a content hash)."""
     final: dict[str, Any] = orjson.loads(row.processed)
     meta = final.setdefault("metadata", {})
     meta["uid"] = row.uid
@@ -163,4 +160,6 @@ def _final(row: Any, rels: set[tuple[str, str]]) -> dict[str, Any]:
         final["status"] = {"items": [p.status_item() for p in problems]}
     else:
         final.pop("status", None)
-    return final
+    etag = digest(final)[:32]
+    meta["etag"] = etag
+    return final, etag
