@@ -6,6 +6,8 @@ import threading
 import time
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
 
 from greenroom import db
 
@@ -17,10 +19,33 @@ def test_migrations_and_statistics(database_url: str) -> None:
     db.refresh_statistics(engine)  # VACUUM must run outside a transaction on PostgreSQL
     with engine.connect() as conn:
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0004"
+        assert version == "0005"
         if conn.dialect.name == "postgresql":
             names = conn.execute(sa.text("SELECT stxname FROM pg_statistic_ext")).scalars().all()
             assert "catalog_search_key_value_stats" in names
+    engine.dispose()
+
+
+def test_stitch_marks_survive_the_move_to_their_own_table(database_url: str) -> None:
+    """A mark left by a replica that died before the upgrade is still stitched after it."""
+    engine = db.create_engine(database_url)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "0004")
+        for ref, mark in (("component:default/a", "true"), ("component:default/b", "false")):
+            connection.exec_driver_sql(
+                "INSERT INTO catalog_entities (ref, uid, kind, namespace, name, origin_key, "
+                f"location_key, needs_stitch, updated_at) VALUES ('{ref}', '{ref}', 'Component', "
+                f"'default', 'x', 'o', 'l', {mark}, '2026-01-01 00:00:00')"
+            )
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        queued = conn.exec_driver_sql("SELECT ref FROM catalog_stitch_queue").scalars().all()
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("catalog_entities")}
+    assert queued == ["component:default/a"]
+    assert "needs_stitch" not in columns
     engine.dispose()
 
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from greenroom.catalog.model.problems import Problem
 from greenroom.catalog.search_rows import Row, relation_rows, search_rows
-from greenroom.catalog.tables import entities, relations, search
+from greenroom.catalog.tables import entities, relations, search, stitch_queue
 from greenroom.db import bulk_insert
 
 ORPHAN_ANNOTATION = "backstage.io/orphan"
@@ -109,6 +109,21 @@ def stitch(connection: sa.Connection, refs: Iterable[str], *, relations_only: bo
             )
         bulk_insert(connection, search, SEARCH_COLUMNS, new_search)
     return changed
+
+
+def mark_for_stitch(connection: sa.Connection, refs: Iterable[str]) -> None:
+    """Queue ``refs`` to be stitched later (:meth:`IngestionEngine.stitch_pending`).
+
+    A ref may not be stored (yet): a relation can name an entity of a later batch, or one that
+    does not exist; stitching skips those and the mark goes with the others.
+    """
+    todo = [(ref,) for ref in sorted(set(refs))]
+    if not todo:
+        return
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    connection.exec_driver_sql(
+        f"INSERT INTO {stitch_queue.name} (ref) VALUES ({mark}) ON CONFLICT DO NOTHING", todo
+    )
 
 
 def finish_new(connection: sa.Connection, rows: list[dict[str, Any]]) -> list[Row]:

@@ -5,6 +5,8 @@
   (stitched) entity that the API serves; ``final`` is NULL while an entity cannot be served.
 - ``catalog_relations``: relations, each attributed to the entity whose processing emitted it.
 - ``catalog_search``: the final entity flattened into ``key = value`` rows for filters and facets.
+- ``catalog_stitch_queue``: entities whose relations changed through another entity's write,
+  waiting to be stitched at the end of the root (a table of its own: a mark is a tiny row).
 - ``catalog_roots``: when each root location is next due, and which replica holds its lease.
 """
 
@@ -41,14 +43,12 @@ entities = sa.Table(
     sa.Column("problems", sa.Text, nullable=False, server_default="[]"),
     sa.Column("process_hash", sa.String(40), nullable=False, server_default=""),
     sa.Column("source_hash", sa.String(40), nullable=False, server_default=""),
-    sa.Column("needs_stitch", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("final", sa.Text, nullable=True),
     sa.Column("etag", sa.String(40), nullable=True),
     sa.Column("orphan", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_catalog_entities_origin", "origin_key"),
     sa.Index("ix_catalog_entities_source", "origin_key", "source_hash"),
-    sa.Index("ix_catalog_entities_needs_stitch", "needs_stitch"),
     sa.Index("ix_catalog_entities_kind_name", "kind", "namespace", "name"),
 )
 
@@ -74,6 +74,12 @@ search = sa.Table(
     sa.Column("original_value", sa.String(255), nullable=True),
     sa.Index("ix_catalog_search_key_value", "key", "value"),
     sa.Index("ix_catalog_search_ref_key", "ref", "key", "value"),
+)
+
+stitch_queue = sa.Table(
+    "catalog_stitch_queue",
+    metadata,
+    sa.Column("ref", REF, primary_key=True),
 )
 
 roots = sa.Table(

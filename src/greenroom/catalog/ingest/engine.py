@@ -28,8 +28,16 @@ import sqlalchemy as sa
 from greenroom.catalog.ingest.walk import Emitted, Walker, WalkResult, new_result
 from greenroom.catalog.model.problems import Problem
 from greenroom.catalog.model.refs import parse_ref
-from greenroom.catalog.stitch import SEARCH_COLUMNS, chunks, digest, dumps, finish_new, stitch
-from greenroom.catalog.tables import entities, relations, search
+from greenroom.catalog.stitch import (
+    SEARCH_COLUMNS,
+    chunks,
+    digest,
+    dumps,
+    finish_new,
+    mark_for_stitch,
+    stitch,
+)
+from greenroom.catalog.tables import entities, relations, search, stitch_queue
 from greenroom.contracts import RootLocation
 from greenroom.db import bulk_insert, write_transaction
 
@@ -106,20 +114,12 @@ class IngestionEngine:
         """Stitch every entity marked as waiting (by any replica, even one that died since)."""
         while True:
             with self._lock, write_transaction(self.engine) as conn:
-                refs = list(
-                    conn.execute(
-                        sa.select(entities.c.ref)
-                        .where(entities.c.needs_stitch.is_(True))
-                        .limit(5000)
-                    ).scalars()
-                )
+                refs = list(conn.execute(sa.select(stitch_queue.c.ref).limit(5000)).scalars())
                 if not refs:
                     return
                 summary.stitched += stitch(conn, refs, relations_only=True)
                 for part in chunks(refs):
-                    conn.execute(
-                        entities.update().where(entities.c.ref.in_(part)).values(needs_stitch=False)
-                    )
+                    conn.execute(stitch_queue.delete().where(stitch_queue.c.ref.in_(part)))
 
     def unchanged_sources(self, origin_key: str, hashes: list[str]) -> dict[str, str]:
         """``{source hash: ref}`` of stored, clean entities of ``origin_key`` with those hashes.
@@ -151,9 +151,9 @@ class IngestionEngine:
         summary: PassSummary,
     ) -> None:
         """Write one batch and stitch its own entities at once. Peers its relations touched
-        (a group owning components of many batches) are marked ``needs_stitch`` in the same
-        transaction, to be stitched once at the end of the root rather than once per batch;
-        the mark is in the database, so a replica that dies leaves it to the next one."""
+        (a group owning components of many batches) are queued in ``catalog_stitch_queue`` in
+        the same transaction, to be stitched once at the end of the root rather than once per
+        batch; the mark is in the database, so a replica that dies leaves it to the next one."""
         if not batch:
             return
         with self._lock, write_transaction(self.engine) as conn:
@@ -163,12 +163,7 @@ class IngestionEngine:
             self._write(conn, result.root_key, accepted, stored, touched, summary)
             own = {e.ref for e in accepted} & touched
             summary.stitched += stitch(conn, own)
-            for part in chunks(sorted(touched - own)):
-                conn.execute(
-                    entities.update()
-                    .where(entities.c.ref.in_(part), entities.c.needs_stitch.is_(False))
-                    .values(needs_stitch=True)
-                )
+            mark_for_stitch(conn, touched - own)
         for emitted in accepted:
             produced.add(emitted.ref)
             if not (emitted.failed and emitted.reader and self._unserved(emitted, stored)):
