@@ -2,4 +2,6 @@
 
 from greenroom.cli import main
 
-main()
+# Guarded: worker processes (the ingestion parser's) import the main module again.
+if __name__ == "__main__":
+    main()

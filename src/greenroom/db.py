@@ -32,6 +32,7 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
             # SQLite has one writer anyway; each connection holds a page cache of its own.
             kwargs.setdefault("pool_size", 4)
             kwargs.setdefault("max_overflow", 4)
+            kwargs.setdefault("pool_use_lifo", True)
         engine = sa.create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
 
         @sa.event.listens_for(engine, "connect")
@@ -46,7 +47,7 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             # Index maintenance of a large catalog wants more than the default 2 MiB of cache;
             # the cache is per connection, so it is kept modest (the pool below is small too).
-            cursor.execute("PRAGMA cache_size=-16384")
+            cursor.execute("PRAGMA cache_size=-65536")
             cursor.execute("PRAGMA temp_store=MEMORY")
             cursor.close()
 

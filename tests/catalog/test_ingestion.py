@@ -476,3 +476,84 @@ def test_a_pass_costs_in_proportion_to_what_changed(make_catalog) -> None:
     third = catalog.refresh()
     assert third.written == 1 and third.unchanged == 199
     assert catalog.entity("component", "c7")["metadata"]["title"] == "Seven"
+
+
+BAD_AND_GOOD = (
+    "\n---\n".join(
+        f"apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {{name: c{i}}}\n"
+        f"spec: {{type: service, lifecycle: production, owner: platform}}"
+        for i in range(120)
+    )
+    + """
+---
+apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata: {name: "bad name!"}
+spec: {type: service, lifecycle: production, owner: platform}
+---
+just: [an, unclosed
+---
+apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata: {name: c5}
+spec: {type: website, lifecycle: production, owner: platform}
+"""
+)
+
+
+def test_parsing_in_a_worker_process_changes_nothing(make_catalog) -> None:
+    """Large files are parsed in another process; entities, errors and their lines are the
+    same as when parsing here."""
+    from greenroom.catalog.ingest.parsing import Parser
+    from greenroom.catalog.ingest.walk import Walker
+
+    catalog = make_catalog({"all.yaml": BAD_AND_GOOD})
+    svc = catalog.service
+    root = svc.roots()[0]
+
+    def walk(parser: Parser) -> tuple[list[str], list[tuple[str, dict]]]:
+        with svc.reader() as reader:
+            walker = Walker(reader, svc.validator, svc.rules, svc.processors, parser=parser)
+            result, emitted = walker.walk_all(root)
+        problems = [p.text() for e in result.locations.values() for p in e.problems]
+        return problems, [(e.ref, e.entity) for e in emitted]
+
+    here = walk(Parser(workers=0))
+    there = walk(Parser(workers=1, min_group=1))
+    assert Parser._pool is not None  # the worker process did the parsing
+    assert there == here
+    problems = "\n".join(here[0])
+    assert "all.yaml:" in problems and "YAML syntax error" in problems
+    assert "appears twice" in problems
+    assert '"metadata.name" is not valid' in problems
+    assert len(here[1]) == 1 + 120  # the root Location and c0..c119
+
+
+def test_a_first_load_builds_the_filter_index_once_at_the_end(make_catalog) -> None:
+    """Into an empty catalog the (key, value) index is dropped and built after the pass; a
+    pass into a catalog with entities keeps it; a missing one is rebuilt by the next pass (a
+    replica that died in the middle of a first load)."""
+    catalog = make_catalog({"all.yaml": BAD_AND_GOOD})
+    engine = catalog.context.engine
+    ingestion = catalog.service.ingestion
+
+    def present() -> bool:
+        with engine.connect() as conn:
+            names = {ix["name"] for ix in sa.inspect(conn).get_indexes("catalog_search")}
+        return "ix_catalog_search_key_value" in names
+
+    with ingestion.bulk_load() as bulk:
+        assert bulk and not present()
+    assert present()
+    catalog.refresh()
+    with ingestion.bulk_load() as bulk:
+        assert not bulk and present()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_catalog_search_key_value")
+    catalog.refresh()
+    assert present()
+    page = catalog.get("/entities/by-query", params={"filter": "spec.type=website"})
+    assert [e["metadata"]["name"] for e in page["items"]] == []  # the duplicate c5 lost
+    assert (
+        catalog.get("/entities/by-query", params={"filter": "kind=component"})["totalItems"] == 120
+    )

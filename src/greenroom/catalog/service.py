@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from greenroom.catalog.ingest.engine import IngestionEngine, PassSummary
+from greenroom.catalog.ingest.parsing import Parser
 from greenroom.catalog.ingest.reading import AllowRule, Reader, location_key
 from greenroom.catalog.ingest.rules import RulesEnforcer
 from greenroom.catalog.ingest.walk import Emitted, Walker, WalkResult, generated_location_entity
@@ -63,6 +64,7 @@ class CatalogService:
         )
         self.rules = RulesEnforcer(self.config.catalog.rules)
         self.ingestion = IngestionEngine(self.engine, self.config.catalog.orphan_strategy)
+        self.parser = Parser()  # parses large files in another process
         self.leases = Leases(self.engine, replica_id(), self.config.catalog.lease_duration)
 
     def reader(self) -> Reader:
@@ -86,18 +88,18 @@ class CatalogService:
         summary = PassSummary()
         full = roots is None
         todo = self.roots() if roots is None else roots
-        with self.reader() as reader:
-            walker = Walker(reader, self.validator, self.rules, self.processors)
+        with self.ingestion.bulk_load() as bulk, self.reader() as reader:
+            walker = Walker(reader, self.validator, self.rules, self.processors, parser=self.parser)
             for root in todo:
                 key = location_key(root.type, root.target)
                 if self.leases.claim(key):
-                    self._walk_leased(walker, root, key, summary)
+                    self._walk_leased(walker, root, key, summary, statistics=not bulk)
                 else:
                     summary.busy += 1  # another replica is on it; it is marked due again
                 if progress is not None:
                     progress(root)
-        if full:
-            self._sweep(summary)
+            if full:
+                self._sweep(summary)
         return summary
 
     def run_due(self) -> PassSummary:
@@ -107,22 +109,30 @@ class CatalogService:
         current = self.roots()
         by_key = {location_key(r.type, r.target): r for r in current}
         self.leases.sync(by_key)
-        with self.reader() as reader:
-            walker = Walker(reader, self.validator, self.rules, self.processors)
+        with self.ingestion.bulk_load() as bulk, self.reader() as reader:
+            walker = Walker(reader, self.validator, self.rules, self.processors, parser=self.parser)
             while (key := self.leases.claim_due()) is not None:
                 root = by_key.get(key)
                 if root is None:  # registered after this loop began: found on the next turn
                     self.leases.release(key, None)
                     break
-                self._walk_leased(walker, root, key, summary)
-        self._sweep(summary)
-        self.ingestion.stitch_pending(summary)  # what a replica that died left marked
+                self._walk_leased(walker, root, key, summary, statistics=not bulk)
+            self._sweep(summary)
+            self.ingestion.stitch_pending(summary)  # what a replica that died left marked
         return summary
 
     def _walk_leased(
-        self, walker: Walker, root: RootLocation, key: str, summary: PassSummary
+        self,
+        walker: Walker,
+        root: RootLocation,
+        key: str,
+        summary: PassSummary,
+        *,
+        statistics: bool = True,
     ) -> None:
-        """Walk a root whose lease this replica holds, renewing it, and release it after."""
+        """Walk a root whose lease this replica holds, renewing it, and release it after.
+        ``statistics``: refresh the planner's after a large change (a bulk load does that
+        once its indexes are built)."""
         interval = self.config.catalog.processing_interval
         written = summary.written
         try:
@@ -130,7 +140,7 @@ class CatalogService:
             summary.roots += 1
         finally:
             self.leases.release(key, interval)
-        if summary.written - written >= STATISTICS_AFTER:
+        if statistics and summary.written - written >= STATISTICS_AFTER:
             refresh_statistics(self.engine)
 
     def _sweep(self, summary: PassSummary) -> None:

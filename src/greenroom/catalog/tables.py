@@ -82,6 +82,13 @@ stitch_queue = sa.Table(
     sa.Column("ref", REF, primary_key=True),
 )
 
+#: Indexes that a first ingestion builds once at its end instead of row by row: inserting
+#: millions of rows into an index in random order costs several times more than sorting them
+#: once (see :meth:`greenroom.catalog.ingest.engine.IngestionEngine.bulk_load`).
+DEFERRED_INDEXES: tuple[sa.Index, ...] = tuple(
+    index for index in search.indexes if index.name == "ix_catalog_search_key_value"
+)
+
 roots = sa.Table(
     "catalog_roots",
     metadata,

@@ -9,8 +9,13 @@ that an alias bomb is refused instead of exhausting memory when the entity is se
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,6 +141,67 @@ def parse_document(index: int, offset: int, chunk: str) -> Document:
     finally:
         loader.dispose()
     return doc
+
+
+def parse_group(items: Iterable[tuple[int, int, str]]) -> list[Document]:
+    """Parse ``(index, lines_before, text)`` documents, in order."""
+    return [parse_document(index, offset, chunk) for index, offset, chunk in items]
+
+
+class Parser:
+    """Parses groups of documents in a worker process, so that parsing runs beside the rest.
+
+    YAML parsing is most of the Python work of a first ingestion. In a thread it shares the GIL
+    with the writer, whose every row handed to the database driver then waits for the parser;
+    in another process it uses another core and costs the writer nothing. Groups smaller than
+    ``min_group`` are parsed in the calling thread: a process is worth it for a large file, not
+    for a catalog-info.yaml. The pool is shared by the process and started on first use; if a
+    worker dies, the group is parsed here instead.
+    """
+
+    _pool: ProcessPoolExecutor | None = None
+    _pool_lock = threading.Lock()
+
+    def __init__(self, workers: int | None = None, min_group: int = 64) -> None:
+        cores = os.cpu_count() or 1
+        self.workers = max(0, min(2, cores - 1)) if workers is None else workers
+        self.min_group = min_group
+
+    def submit(self, items: list[tuple[int, int, str]]) -> Callable[[], list[Document]]:
+        """Start parsing ``items``; the returned function waits for the documents."""
+        if self.workers == 0 or len(items) < self.min_group:
+            return lambda: parse_group(items)
+        try:
+            future = self._executor().submit(parse_group, items)
+        except (BrokenProcessPool, RuntimeError):
+            self._reset()
+            return lambda: parse_group(items)
+
+        def wait() -> list[Document]:
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                self._reset()
+                return parse_group(items)
+
+        return wait
+
+    def _executor(self) -> ProcessPoolExecutor:
+        cls = type(self)
+        with cls._pool_lock:
+            if cls._pool is None:
+                # spawn: a fork of a process with threads (a server) can inherit held locks.
+                cls._pool = ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("spawn")
+                )
+            return cls._pool
+
+    @classmethod
+    def _reset(cls) -> None:
+        with cls._pool_lock:
+            if cls._pool is not None:
+                cls._pool.shutdown(wait=False, cancel_futures=True)
+            cls._pool = None
 
 
 def parse_documents(text: str) -> list[Document]:

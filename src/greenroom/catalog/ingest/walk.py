@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from greenroom.catalog.ingest.parsing import Document, parse_document, split_documents
+from greenroom.catalog.ingest.parsing import Document, Parser, parse_document, split_documents
 from greenroom.catalog.ingest.reading import (
     Reader,
     ReadError,
@@ -149,6 +149,8 @@ Lookup = Callable[[str, list[str]], dict[str, str]]
 """``(origin_key, source hashes) -> {hash: ref}`` of stored entities to keep as they are."""
 
 BATCH = 1000
+PARSE_AHEAD = 1  # groups of documents being parsed while one is processed
+_Entry = tuple[int, int, str, str, str | None]  # index, lines before, text, source hash, stored ref
 
 
 @dataclass
@@ -176,8 +178,10 @@ class Walker:
         processors: Sequence[Processor],
         *,
         batch_size: int | None = None,
+        parser: Parser | None = None,
     ) -> None:
         self.reader = reader
+        self.parser = parser or Parser(workers=0)
         self.validator = validator
         self.rules = rules
         self.processors = sorted(processors, key=lambda p: p.priority)
@@ -284,37 +288,42 @@ class Walker:
             confine = os.path.dirname(path)
         ancestry = target.ancestry | {key}
         chunks = enumerate(split_documents(lines))
+        # Groups are parsed (in the parser's process) one group ahead of their processing here.
+        pending: deque[tuple[list[_Entry], Callable[[], list[Document]]]] = deque()
         while True:
             group = list(itertools.islice(chunks, self.batch_size))
-            if not group:
-                break
-            known = self._unchanged(walk, key, group)
-            for index, (offset, chunk) in group:
-                source_hash = _source_hash(chunk, key, walk.fingerprint)
-                ref = known.get(source_hash)
-                if ref is not None and ref not in result.seen:
-                    result.seen[ref] = key  # unchanged since stored: kept as it is
+            if group:
+                pending.append(self._prepare(walk, key, group))
+                if len(pending) <= PARSE_AHEAD:
                     continue
-                self._document(
-                    walk,
-                    parse_document(index, offset, chunk),
-                    key,
-                    target.reader,
-                    confine,
-                    ancestry,
-                    source_hash,
-                )
+            if not pending:
+                break
+            entries, parsed = pending.popleft()
+            docs = iter(parsed())
+            for index, offset, chunk, source_hash, known in entries:
+                if known is not None:
+                    if known not in result.seen:
+                        result.seen[known] = key  # unchanged since stored: kept as it is
+                        continue
+                    doc = parse_document(index, offset, chunk)  # a duplicate: reported below
+                else:
+                    doc = next(docs)
+                self._document(walk, doc, key, target.reader, confine, ancestry, source_hash)
                 if len(walk.batch) >= self.batch_size:
                     yield walk.batch
                     walk.batch = []
 
-    def _unchanged(
+    def _prepare(
         self, walk: _Walk, key: str, group: list[tuple[int, tuple[int, str]]]
-    ) -> dict[str, str]:
-        if walk.lookup is None:
-            return {}
+    ) -> tuple[list[_Entry], Callable[[], list[Document]]]:
+        """Hash a group of documents, look up the unchanged ones, and start parsing the rest."""
         hashes = [_source_hash(chunk, key, walk.fingerprint) for _, (_, chunk) in group]
-        return walk.lookup(walk.result.root_key, hashes)
+        known = {} if walk.lookup is None else walk.lookup(walk.result.root_key, hashes)
+        entries: list[_Entry] = []
+        for (index, (offset, chunk)), source_hash in zip(group, hashes, strict=True):
+            entries.append((index, offset, chunk, source_hash, known.get(source_hash)))
+        todo = [(index, offset, chunk) for index, offset, chunk, _, ref in entries if ref is None]
+        return entries, self.parser.submit(todo)
 
     def _document(
         self,
