@@ -329,7 +329,12 @@ class IngestionEngine:
             # New entities are stitched before they are inserted: one write each, not an
             # insert and then an update with the stitched entity.
             new_search = finish_new(conn, inserts)
-            touched.difference_update(row["ref"] for row in inserts)
+            new_refs = [row["ref"] for row in inserts]
+            touched.difference_update(new_refs)
+            # Marks that earlier batches left for these (a relation naming an entity further
+            # down the file) are satisfied: they were just stitched with every relation.
+            for part in chunks(new_refs):
+                conn.execute(stitch_queue.delete().where(stitch_queue.c.ref.in_(part)))
             conn.execute(entities.insert(), inserts)
             bulk_insert(conn, search, SEARCH_COLUMNS, new_search)
         if updates:
