@@ -47,7 +47,7 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             # Index maintenance of a large catalog wants more than the default 2 MiB of cache;
             # the cache is per connection, so it is kept modest (the pool below is small too).
-            cursor.execute("PRAGMA cache_size=-65536")
+            cursor.execute("PRAGMA cache_size=-16384")
             cursor.execute("PRAGMA temp_store=MEMORY")
             cursor.close()
 

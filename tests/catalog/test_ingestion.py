@@ -546,6 +546,9 @@ def test_a_first_load_builds_the_filter_index_once_at_the_end(make_catalog) -> N
         assert bulk and not present()
     assert present()
     catalog.refresh()
+    from greenroom.catalog.ingest.parsing import Parser
+
+    assert Parser._pool is None  # the parser's worker process stops after a pass
     with ingestion.bulk_load() as bulk:
         assert not bulk and present()
     with engine.begin() as conn:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from greenroom.context import AppContext
 from greenroom.contracts import EntityProvider, Processor, RootLocation
 from greenroom.db import refresh_statistics, write_transaction
 from greenroom.exceptions import Conflict, InvalidInput, NotFound
+from greenroom.memory import release_memory
 from greenroom.plugins import flatten
 
 # Rows written by one root after which the planner's statistics are refreshed.
@@ -88,8 +90,7 @@ class CatalogService:
         summary = PassSummary()
         full = roots is None
         todo = self.roots() if roots is None else roots
-        with self.ingestion.bulk_load() as bulk, self.reader() as reader:
-            walker = Walker(reader, self.validator, self.rules, self.processors, parser=self.parser)
+        with self._pass(summary) as (walker, bulk):
             for root in todo:
                 key = location_key(root.type, root.target)
                 if self.leases.claim(key):
@@ -109,8 +110,7 @@ class CatalogService:
         current = self.roots()
         by_key = {location_key(r.type, r.target): r for r in current}
         self.leases.sync(by_key)
-        with self.ingestion.bulk_load() as bulk, self.reader() as reader:
-            walker = Walker(reader, self.validator, self.rules, self.processors, parser=self.parser)
+        with self._pass(summary) as (walker, bulk):
             while (key := self.leases.claim_due()) is not None:
                 root = by_key.get(key)
                 if root is None:  # registered after this loop began: found on the next turn
@@ -120,6 +120,22 @@ class CatalogService:
             self._sweep(summary)
             self.ingestion.stitch_pending(summary)  # what a replica that died left marked
         return summary
+
+    @contextmanager
+    def _pass(self, summary: PassSummary) -> Iterator[tuple[Walker, bool]]:
+        """What every pass shares: a walker, and whether this is the first load of the catalog
+        (which defers indexes). After it, the parser's worker stops, and after a large pass the
+        memory freed goes back to the system."""
+        try:
+            with self.ingestion.bulk_load() as bulk, self.reader() as reader:
+                yield (
+                    Walker(reader, self.validator, self.rules, self.processors, parser=self.parser),
+                    bulk,
+                )
+        finally:
+            self.parser.close()
+            if summary.written >= STATISTICS_AFTER:
+                release_memory()
 
     def _walk_leased(
         self,

@@ -14,7 +14,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,6 +180,8 @@ class Parser:
         def wait() -> list[Document]:
             try:
                 return future.result()
+            except CancelledError:  # the pool was closed by another pass of this process
+                return parse_group(items)
             except BrokenProcessPool:
                 self._reset()
                 return parse_group(items)
@@ -195,6 +197,15 @@ class Parser:
                     self.workers, mp_context=multiprocessing.get_context("spawn")
                 )
             return cls._pool
+
+    @classmethod
+    def close(cls) -> None:
+        """Stop the worker process, if there is one (after a pass: an idle worker holds tens of
+        megabytes, and a pass that changes little does not need it)."""
+        with cls._pool_lock:
+            if cls._pool is not None:
+                cls._pool.shutdown(wait=True, cancel_futures=True)
+            cls._pool = None
 
     @classmethod
     def _reset(cls) -> None:
