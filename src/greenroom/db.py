@@ -64,7 +64,7 @@ WRITE_LOCK = 0x67726E  # "grn": the advisory lock key of catalog writes on Postg
 
 
 @contextmanager
-def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+def write_transaction(engine: sa.Engine, *, durable: bool = True) -> Iterator[sa.Connection]:
     """A transaction that holds the database's write lock from its first statement.
 
     Writers read what they are about to change (stored hashes, relations to re-stitch); two
@@ -72,6 +72,11 @@ def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     server) could each stitch from a snapshot missing the other's rows. So every writer takes
     one lock first: ``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on
     PostgreSQL. Readers never wait for it.
+
+    ``durable=False`` is for work that is redone anyway when it is lost (an ingestion batch: the
+    next walk writes it again): PostgreSQL then acknowledges the commit before its WAL reaches
+    the disk (``synchronous_commit = off``; a crash loses the last moments, never consistency).
+    SQLite in WAL mode with ``synchronous=NORMAL`` already works that way.
     """
     with engine.connect() as connection:
         connection.execution_options(greenroom_write=True)
@@ -80,6 +85,8 @@ def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
                 connection.execute(
                     sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK}
                 )
+                if not durable:
+                    connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
             yield connection
 
 

@@ -149,7 +149,7 @@ class IngestionEngine:
         self._apply(result, list(result.locations.values()), produced, summary)
         summary.unchanged += len(set(result.seen) - produced)
         produced.update(result.seen)
-        with self._lock, write_transaction(self.engine) as conn:
+        with self._lock, write_transaction(self.engine, durable=False) as conn:
             orphaned: set[str] = set()
             self._orphans(conn, result, produced, orphaned, summary)
             summary.stitched += stitch(conn, orphaned)  # their annotations change: in full
@@ -158,7 +158,7 @@ class IngestionEngine:
     def stitch_pending(self, summary: PassSummary) -> None:
         """Stitch every entity marked as waiting (by any replica, even one that died since)."""
         while True:
-            with self._lock, write_transaction(self.engine) as conn:
+            with self._lock, write_transaction(self.engine, durable=False) as conn:
                 refs = list(conn.execute(sa.select(stitch_queue.c.ref).limit(5000)).scalars())
                 if not refs:
                     return
@@ -201,7 +201,7 @@ class IngestionEngine:
         batch; the mark is in the database, so a replica that dies leaves it to the next one."""
         if not batch:
             return
-        with self._lock, write_transaction(self.engine) as conn:
+        with self._lock, write_transaction(self.engine, durable=False) as conn:
             stored = self._load(conn, [e.ref for e in batch])
             accepted = self._resolve(result, batch, stored)
             touched: set[str] = set()
