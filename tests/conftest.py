@@ -52,6 +52,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     base = PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(base)
+    _trgm_in_public(admin)
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in base else "?"
@@ -59,6 +60,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     with admin.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+def _trgm_in_public(admin: sa.Engine) -> None:
+    """Create ``pg_trgm`` in ``public`` once, as a production database has it: otherwise the
+    first test's migration would create it in that test's schema, and dropping the schema
+    would drop the extension with the trigram indexes of tests running beside it."""
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public"))
+    except sa.exc.DBAPIError:
+        pass  # another worker created it at the same moment, or it is not available
 
 
 def write_files(root: Path, files: dict[str, str]) -> None:

@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 
 from greenroom import db
+from greenroom.catalog.text_index import TEXT_KEYS
 
 
 def test_migrations_and_statistics(database_url: str) -> None:
@@ -19,10 +20,37 @@ def test_migrations_and_statistics(database_url: str) -> None:
     db.refresh_statistics(engine)  # VACUUM must run outside a transaction on PostgreSQL
     with engine.connect() as conn:
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0005"
+        assert version == "0006"
         if conn.dialect.name == "postgresql":
             names = conn.execute(sa.text("SELECT stxname FROM pg_statistic_ext")).scalars().all()
             assert "catalog_search_key_value_stats" in names
+            indexes = set(
+                conn.execute(
+                    sa.text("SELECT indexname FROM pg_indexes WHERE tablename = 'catalog_search'")
+                ).scalars()
+            )
+            assert set(TEXT_KEYS.values()) <= indexes
+    engine.dispose()
+
+
+def test_every_data_write_changes_the_generation(database_url: str) -> None:
+    engine = db.create_engine(database_url)
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        before = db.read_generation(conn)
+    with db.write_transaction(engine):
+        pass
+    with db.write_transaction(engine, changes_data=False):
+        pass  # leases: bookkeeping that no answer depends on
+    with engine.connect() as conn:
+        assert db.read_generation(conn) == before + 1
+    try:
+        with db.write_transaction(engine):
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    with engine.connect() as conn:
+        assert db.read_generation(conn) == before + 1  # a rolled-back write changed nothing
     engine.dispose()
 
 

@@ -19,6 +19,16 @@ from alembic.config import Config as AlembicConfig
 metadata = sa.MetaData()
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+# One row: a number that every write transaction increases (see write_transaction). Answers
+# computed from the database can be cached under it: a replica that reads the same number reads
+# the same data, whichever replica wrote it.
+generation = sa.Table(
+    "greenroom_generation",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+)
+
 
 def create_engine(url: str, **kwargs: Any) -> sa.Engine:
     """An engine for ``url`` with the settings Greenroom needs on each database."""
@@ -64,7 +74,9 @@ WRITE_LOCK = 0x67726E  # "grn": the advisory lock key of catalog writes on Postg
 
 
 @contextmanager
-def write_transaction(engine: sa.Engine, *, durable: bool = True) -> Iterator[sa.Connection]:
+def write_transaction(
+    engine: sa.Engine, *, changes_data: bool = True, durable: bool = True
+) -> Iterator[sa.Connection]:
     """A transaction that holds the database's write lock from its first statement.
 
     Writers read what they are about to change (stored hashes, relations to re-stitch); two
@@ -72,6 +84,10 @@ def write_transaction(engine: sa.Engine, *, durable: bool = True) -> Iterator[sa
     server) could each stitch from a snapshot missing the other's rows. So every writer takes
     one lock first: ``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on
     PostgreSQL. Readers never wait for it.
+
+    Unless ``changes_data`` is false (bookkeeping such as leases, which no answer of the API
+    depends on), the transaction also increases the generation (:func:`read_generation`), in
+    the same commit as its writes, so that caches keyed by it are never stale.
 
     ``durable=False`` is for work that is redone anyway when it is lost (an ingestion batch: the
     next walk writes it again): PostgreSQL then acknowledges the commit before its WAL reaches
@@ -87,7 +103,22 @@ def write_transaction(engine: sa.Engine, *, durable: bool = True) -> Iterator[sa
                 )
                 if not durable:
                     connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            if changes_data:
+                connection.execute(
+                    generation.update()
+                    .where(generation.c.id == 1)
+                    .values(generation=generation.c.generation + 1)
+                )
             yield connection
+
+
+def read_generation(connection: sa.Connection) -> int:
+    """The current generation: it changes whenever a write transaction commits."""
+    return int(
+        connection.execute(
+            sa.select(generation.c.generation).where(generation.c.id == 1)
+        ).scalar_one()
+    )
 
 
 def upgrade(engine: sa.Engine) -> None:

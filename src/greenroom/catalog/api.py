@@ -18,9 +18,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from greenroom.catalog import cursors, queries
+from greenroom.catalog.answers import GenerationCache
 from greenroom.catalog.model.refs import RefError, format_ref, parse_ref
 from greenroom.catalog.tables import entities
 from greenroom.context import AppContext
+from greenroom.db import read_generation
 from greenroom.exceptions import InvalidInput, NotFound
 
 ListParam = Annotated[list[str], Query()]
@@ -133,6 +135,7 @@ def router(context: AppContext) -> APIRouter:
     service(context)
     api = APIRouter(prefix="/api/catalog", tags=["catalog"])
     engine = context.engine
+    facet_cache = GenerationCache()
 
     def served(where: sa.ColumnElement[bool], missing: str) -> Response:
         """The one served entity matching ``where``, as stored, or 404 with ``missing``."""
@@ -204,22 +207,36 @@ def router(context: AppContext) -> APIRouter:
                 filter, orderField, fullTextFilterTerm, fullTextFilterFields, offset, totalItems
             )
         page = 200 if limit is None else limit
-        where = queries.filter_clause(queries.parse_filters(state.filter))
-        text = queries.full_text_clause(state.term, state.termFields)
-        if text is not None:
-            where = sa.and_(where, text)
-        query = (
-            sa.select(entities.c.final)
-            .where(where)
-            .order_by(*_order_by(list(state.order)))
-            .offset(state.offset)
-            .limit(page + 1)
-        )
+        sets = queries.parse_filters(state.filter)
+        count = state.total is None and state.totalItems == "include"
+        matches = queries.full_text_refs(state.term, state.termFields)
+        if matches is not None:
+            # The total comes in the same pass as the page (a window over the matches).
+            query = queries.text_page(
+                matches, sets, state.order, state.offset, page + 1, total=count
+            )
+            where = sa.and_(
+                queries.filter_clause(sets), entities.c.ref.in_(sa.select(matches.c.ref))
+            )
+        else:
+            # Here a window would make the database read every match even when an index
+            # gives the page in order; the total is a query of its own.
+            where = queries.filter_clause(sets)
+            query = (
+                sa.select(entities.c.final)
+                .where(where)
+                .order_by(*_order_by(list(state.order)))
+                .offset(state.offset)
+                .limit(page + 1)
+            )
         with engine.connect() as conn:
             rows = conn.execute(query).all()
             if state.total is None:
                 state.total = 0
-                if state.totalItems == "include":
+                if count and matches is not None and rows:
+                    state.total = rows[0].total
+                elif count and (matches is None or state.offset > 0):
+                    # Without a term, or past the end (the window saw no row).
                     state.total = conn.execute(
                         sa.select(sa.func.count()).select_from(entities).where(where)
                     ).scalar_one()
@@ -309,12 +326,19 @@ def router(context: AppContext) -> APIRouter:
     def entity_facets(
         facet: ListParam = [],
         filter: ListParam = [],
-    ) -> dict[str, Any]:
+    ) -> Response:
         if not facet:
             raise InvalidInput("Missing facet parameter")
         where = queries.filter_clause(queries.parse_filters(filter))
         with engine.connect() as conn:
-            return {"facets": queries.facets(conn, facet, where)}
+            # Counting is linear in the catalog; the answer changes only with a write.
+            return RawJSON(
+                facet_cache.get_or_compute(
+                    read_generation(conn),
+                    (tuple(facet), tuple(filter)),
+                    lambda: orjson.dumps({"facets": queries.facets(conn, facet, where)}),
+                )
+            )
 
     @api.post("/refresh", summary="Refresh an entity now")
     def refresh(body: RefreshInput) -> Response:

@@ -47,7 +47,7 @@ class Leases:
         if not missing and not gone:
             return
         now = datetime.now(UTC)
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, changes_data=False) as conn:
             known = set(conn.execute(sa.select(roots.c.root_key)).scalars())
             rows = [{"root_key": k, "next_refresh_at": now} for k in sorted(wanted - known)]
             if rows:
@@ -58,7 +58,7 @@ class Leases:
     def claim_due(self) -> str | None:
         """Claim the most overdue root that nobody holds; ``None`` when none is due."""
         now = datetime.now(UTC)
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, changes_data=False) as conn:
             due = (
                 sa.select(roots.c.root_key)
                 .where(
@@ -84,7 +84,7 @@ class Leases:
         """Claim one root now, due or not (``POST /refresh``, a new location); ``False`` when
         another replica holds it, in which case it is marked due for that one to redo."""
         now = datetime.now(UTC)
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, changes_data=False) as conn:
             row = conn.execute(
                 sa.select(roots.c.lease_owner, roots.c.lease_until).where(roots.c.root_key == key)
             ).first()
@@ -113,7 +113,7 @@ class Leases:
 
     def renew(self, key: str) -> None:
         """Extend this replica's lease on ``key`` (called after every batch)."""
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, changes_data=False) as conn:
             conn.execute(
                 roots.update()
                 .where(roots.c.root_key == key, roots.c.lease_owner == self.owner)
@@ -123,7 +123,7 @@ class Leases:
     def release(self, key: str, next_in: timedelta | None) -> None:
         """Give ``key`` up; it is due again after ``next_in`` (now when ``None``)."""
         now = datetime.now(UTC)
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine, changes_data=False) as conn:
             conn.execute(
                 roots.update()
                 .where(roots.c.root_key == key, roots.c.lease_owner == self.owner)

@@ -4,6 +4,13 @@ Filters (see ``docs/api.md``): each ``filter`` parameter is a comma-separated li
 ``key=value`` (or bare ``key``: the key exists) conditions that must all hold; conditions on the
 same key inside one parameter are alternatives; several ``filter`` parameters are alternatives.
 Keys and values match case-insensitively against ``catalog_search``.
+
+Some conditions are answered from the entity's ``ref`` instead of ``catalog_search``, because
+the ref (``kind:namespace/name``, lower-cased by the same ``str.lower`` as search values)
+already holds the value: ``kind=x`` is "the ref starts with ``x:``" and ordering by
+``metadata.name`` is ordering by the part after ``/``. Kinds, namespaces and names cannot hold
+``:`` or ``/`` and are at most 63 characters (well under the 200 beyond which search values are
+dropped), so the answers are those of the search rows, without a lookup per entity.
 """
 
 from __future__ import annotations
@@ -14,9 +21,13 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from greenroom.catalog.stitch import chunks
 from greenroom.catalog.tables import entities, search
+from greenroom.catalog.text_index import TEXT_KEYS
 from greenroom.exceptions import InvalidInput
 
 EXISTS = object()
@@ -59,45 +70,156 @@ def parse_filters(params: Sequence[str]) -> list[FilterSet]:
     return sets
 
 
-def filter_clause(sets: Sequence[FilterSet]) -> sa.ColumnElement[bool]:
-    """The WHERE clause on ``catalog_entities`` for parsed filters (served entities only)."""
-    served = SERVED
+class ref_name(FunctionElement[str]):
+    """The name part of a ref (after ``/``): the ``metadata.name`` search value."""
+
+    type = sa.String()
+    inherit_cache = True
+
+
+@compiles(ref_name)
+def _ref_name_sqlite(element: ref_name, compiler: SQLCompiler, **kw: Any) -> str:
+    ref = compiler.process(element.clauses, **kw)
+    return f"substr({ref}, instr({ref}, '/') + 1)"
+
+
+@compiles(ref_name, "postgresql")
+def _ref_name_postgresql(element: ref_name, compiler: SQLCompiler, **kw: Any) -> str:
+    ref = compiler.process(element.clauses, **kw)
+    return f"substr({ref}, strpos({ref}, '/') + 1)"
+
+
+def filter_conditions(
+    sets: Sequence[FilterSet], ref: sa.ColumnElement[str], *, from_ref: bool = False
+) -> sa.ColumnElement[bool] | None:
+    """Parsed filters as conditions on the entity refs in ``ref``; ``None`` when there are none.
+
+    With ``from_ref``, conditions on ``kind`` are read from the ref (see the module's docs):
+    the best plan when another condition (a full-text term) picks few entities, each then
+    checked without a lookup in ``catalog_search``.
+    """
     if not sets:
-        return served
+        return None
     alternatives = []
     for fset in sets:
         conditions = []
         for key, values in fset.keys.items():
+            if from_ref and key == "kind" and values is not None:
+                conditions.append(
+                    sa.or_(*(sa.func.substr(ref, 1, len(v) + 1) == f"{v}:" for v in values))
+                )
+                continue
             sub = sa.select(search.c.ref).where(search.c.key == key)
             if values is not None:
                 sub = sub.where(search.c.value.in_(values))
-            conditions.append(entities.c.ref.in_(sub))
+            conditions.append(ref.in_(sub))
         alternatives.append(sa.and_(*conditions))
-    return sa.and_(served, sa.or_(*alternatives))
+    return sa.or_(*alternatives)
+
+
+def filter_clause(sets: Sequence[FilterSet]) -> sa.ColumnElement[bool]:
+    """The WHERE clause on ``catalog_entities`` for parsed filters (served entities only)."""
+    conditions = filter_conditions(sets, entities.c.ref)
+    return SERVED if conditions is None else sa.and_(SERVED, conditions)
+
+
+def like_pattern(term: str) -> str:
+    """``%term%`` for ``LIKE ... ESCAPE '\\'``, lower-cased, with ``%``, ``_``, ``\\`` literal."""
+    escaped = term.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def full_text_refs(term: str | None, fields: Sequence[str]) -> sa.Subquery | None:
+    """The refs (column ``ref``, each once) of the entities where one of the keys ``fields``
+    (any key when empty) holds ``term``, case-insensitively; ``None`` without a term.
+
+    One ``SELECT`` per key, joined by ``UNION``: each can then use the trigram index of its
+    key (``text_index.py``), whose ``WHERE key = '...'`` the planner must see as a literal to
+    match it; other keys read the ``(key, value)`` index. The answer is the same either way.
+    """
+    if not term or not term.strip():
+        return None
+    like = search.c.value.like(like_pattern(term), escape="\\")
+    keys = list(dict.fromkeys(f.lower() for f in fields if f))
+    if not keys:
+        return sa.select(search.c.ref).where(like).distinct().subquery("matches")
+    parts = []
+    for key in keys:
+        # Only the keys of the indexed set, which are constants, are written into the SQL.
+        key_value = sa.literal(key, literal_execute=True) if key in TEXT_KEYS else key
+        parts.append(sa.select(search.c.ref).where(search.c.key == key_value, like))
+    if len(parts) == 1:
+        return parts[0].distinct().subquery("matches")
+    return sa.union(*parts).subquery("matches")
 
 
 def full_text_clause(term: str | None, fields: Sequence[str]) -> sa.ColumnElement[bool] | None:
-    """A case-insensitive substring match of ``term`` on the given keys (any of them)."""
-    if not term or not term.strip():
-        return None
-    like = (
-        "%"
-        + term.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        + "%"
-    )
-    sub = sa.select(search.c.ref).where(search.c.value.like(like, escape="\\"))
-    keys = [f.lower() for f in fields if f]
-    if keys:
-        sub = sub.where(search.c.key.in_(keys))
-    return entities.c.ref.in_(sub)
+    """:func:`full_text_refs` as a condition on ``catalog_entities``."""
+    refs = full_text_refs(term, fields)
+    return None if refs is None else entities.c.ref.in_(sa.select(refs.c.ref))
 
 
-def order_value(key: str) -> sa.ScalarSelect[Any]:
-    """The value of ``key`` of each entity, to sort by (the smallest when it repeats)."""
+def order_value(
+    key: str, ref: sa.ColumnElement[str] = entities.c.ref, *, from_ref: bool = False
+) -> sa.ColumnElement[Any]:
+    """The value of ``key`` of the entity ``ref``, to sort by (the smallest when it repeats).
+
+    With ``from_ref``, ``metadata.name`` is read from the ref (see the module's docs).
+    """
+    if from_ref and key.lower() == "metadata.name":
+        return ref_name(ref)
     return (
         sa.select(sa.func.min(search.c.value))
-        .where(search.c.ref == entities.c.ref, search.c.key == key.lower())
+        .where(search.c.ref == ref, search.c.key == key.lower())
         .scalar_subquery()
+    )
+
+
+def text_page(
+    matches: sa.Subquery,
+    sets: Sequence[FilterSet],
+    order: Sequence[tuple[str, bool]],
+    offset: int,
+    limit: int,
+    *,
+    total: bool,
+) -> sa.Select[Any]:
+    """One page of a full-text query: ``final`` (and ``total``, every match, with ``total``).
+
+    Everything up to the page is computed on the refs of ``matches`` alone (filters on
+    ``kind`` and order by ``metadata.name`` from the ref itself); only the page's entities are
+    then read. ``catalog_search`` rows exist only for served entities (they are written with
+    ``final``, which is never cleared), so the matches need no check against
+    ``catalog_entities``.
+    """
+    ref = matches.c.ref
+    sort = [
+        order_value(key, ref, from_ref=True).label(f"sort{i}") for i, (key, _) in enumerate(order)
+    ]
+    columns: list[Any] = [ref, *sort]
+    if total:
+        columns.append(sa.func.count().over().label("total"))
+    conditions = filter_conditions(sets, ref, from_ref=True)
+    inner = sa.select(*columns)
+    if conditions is not None:
+        inner = inner.where(conditions)
+
+    def ordering(cols: Sequence[Any], ref_col: Any) -> list[Any]:
+        out = [
+            col.desc().nulls_last() if desc else col.asc().nulls_last()
+            for col, (_, desc) in zip(cols, order, strict=True)
+        ]
+        return [*out, ref_col.asc()]
+
+    page = inner.order_by(*ordering(sort, ref)).offset(offset).limit(limit).subquery("page")
+    outer_cols: list[Any] = [entities.c.final]
+    if total:
+        outer_cols.append(page.c.total)
+    return (
+        sa.select(*outer_cols)
+        .join_from(page, entities, entities.c.ref == page.c.ref)
+        .where(SERVED)
+        .order_by(*ordering([page.c[f"sort{i}"] for i in range(len(order))], page.c.ref))
     )
 
 

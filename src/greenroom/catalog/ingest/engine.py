@@ -45,6 +45,7 @@ from greenroom.catalog.tables import (
     search,
     stitch_queue,
 )
+from greenroom.catalog.text_index import TEXT_KEYS, create_text_indexes, drop_text_indexes
 from greenroom.contracts import RootLocation
 from greenroom.db import bulk_insert, refresh_statistics, write_transaction
 
@@ -91,34 +92,40 @@ class IngestionEngine:
     def bulk_load(self) -> Iterator[bool]:
         """A pass that may be the first load of a large catalog; yields whether it is.
 
-        Into an empty catalog, the indexes of :data:`DEFERRED_INDEXES` are dropped and built
-        once at the end, from sorted rows: inserting millions of search rows into a
-        ``(key, value)`` index in random order costs several times more than the rest of the
-        insert (PostgreSQL's manual gives the same advice for populating a database). Reads stay
-        correct meanwhile, only filters are slower. The indexes are ensured after every pass,
-        so a replica that died in the middle of a first load leaves nothing missing for long.
+        Into an empty catalog, the indexes of :data:`DEFERRED_INDEXES` (and the trigram indexes
+        of full text) are dropped and built once at the end, from sorted rows: inserting
+        millions of search rows into a ``(key, value)`` index in random order costs several
+        times more than the rest of the insert (PostgreSQL's manual gives the same advice for
+        populating a database). Reads stay correct meanwhile, only filters are slower. The
+        indexes are ensured after every pass, so a replica that died in the middle of a first
+        load leaves nothing missing for long. Indexes change no answer: no new generation.
         """
-        with self._lock, write_transaction(self.engine) as conn:
+        with self._lock, write_transaction(self.engine, changes_data=False) as conn:
             empty = conn.execute(sa.select(search.c.ref).limit(1)).first() is None
             if empty:
                 for index in DEFERRED_INDEXES:
                     index.drop(conn, checkfirst=True)
+                drop_text_indexes(conn)
         try:
             yield empty
         finally:
             self.ensure_indexes()
 
     def ensure_indexes(self) -> bool:
-        """Create whichever deferred index is missing; returns whether any was."""
+        """Create whichever deferred index is missing (with the trigram indexes of
+        :mod:`greenroom.catalog.text_index`); returns whether any was."""
         created = False
-        with self._lock, write_transaction(self.engine) as conn:
+        with self._lock, write_transaction(self.engine, changes_data=False) as conn:
             present = {ix["name"] for ix in sa.inspect(conn).get_indexes(search.name)}
             missing = [index for index in DEFERRED_INDEXES if index.name not in present]
-            if missing and conn.dialect.name == "postgresql":
+            if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
             for index in missing:
                 index.create(conn)
                 created = True
+            if any(name not in present for name in TEXT_KEYS.values()):
+                # Only where pg_trgm is installed: the migration decided whether it can be.
+                created |= create_text_indexes(conn, create_extension=False)
         if created:
             refresh_statistics(self.engine)
         return created

@@ -1,0 +1,42 @@
+"""Answers cached per process for as long as the catalog has not changed.
+
+Every write transaction increases the database's generation (``greenroom.db``), in the same
+commit as its writes. A reader reads the generation (one row by primary key), and reuses what
+was computed at that generation, by this process. Replicas on one database never serve a
+stale answer: a write by any of them changes the number that all of them read. An answer
+computed after reading generation ``g`` reflects at least ``g`` (on PostgreSQL a later commit
+may be seen too), so caching it under ``g`` is never stale either.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+
+class GenerationCache:
+    """At most ``size`` answers, all of one generation; a newer generation clears them."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._generation = -1
+        self._items: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, generation: int, key: Hashable, compute: Callable[[], bytes]) -> bytes:
+        """The answer for ``key`` at ``generation``, computing it on a miss."""
+        with self._lock:
+            if generation == self._generation and key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = compute()  # outside the lock: readers of other keys do not wait
+        with self._lock:
+            if generation > self._generation:
+                self._generation = generation
+                self._items.clear()
+            if generation == self._generation:
+                self._items[key] = value
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        return value

@@ -1,0 +1,214 @@
+"""Full text and facets give the answers of the plain definitions, whatever path serves them.
+
+Full text: every answer of ``/entities/by-query`` with a term is compared with the definition
+computed in Python from the served entities (Backstage's search rows, substring match, order
+by the smallest value then ref), with and without the trigram indexes. Facets: the per-process
+cache never outlives a write, also one made by another app on the same database.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from greenroom.catalog.model.refs import format_ref
+from greenroom.catalog.search_rows import search_rows
+from greenroom.catalog.text_index import create_text_indexes, drop_text_indexes
+
+COMPONENT = """
+apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: {name}
+  title: "{title}"
+  description: "{description}"
+  tags: [{tags}]
+spec: {{type: {type}, lifecycle: production, owner: team-a}}
+"""
+USER = """
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata: {{name: {name}}}
+spec: {{profile: {{displayName: "{display}"}}, memberOf: [team-a]}}
+"""
+GROUP = """
+apiVersion: backstage.io/v1alpha1
+kind: Group
+metadata: {name: team-a, title: "Team A"}
+spec: {type: team, children: []}
+"""
+TITLES = [
+    "Billing Service",
+    "100% Uptime",
+    "snake_case Tool",
+    "Back\\\\slash",
+    "Ümlaut Größe",
+    "SVC one",
+    "svc_two",
+    "Service 10",
+]
+
+
+def documents() -> dict[str, str]:
+    docs = [GROUP]
+    for i in range(24):
+        docs.append(
+            COMPONENT.format(
+                name=f"svc-{i:02d}" if i % 3 else f"Svc_{i:02d}.core",
+                title=TITLES[i % len(TITLES)] + ("" if i < 8 else f" {i}"),
+                description=f"Handles {'billing' if i % 2 else 'payments'} at 50% load",
+                tags="python, tier-1" if i % 2 else "java",
+                type="service" if i % 4 else "website",
+            )
+        )
+    for i, display in enumerate(["Ada Lovelace", "Bob_Builder", "Zoë %Percent"]):
+        docs.append(USER.format(name=f"user-{i}", display=display))
+    return {"all.yaml": "\n---\n".join(docs)}
+
+
+TERMS = ["s", "Sv", "svc", "SERVICE 1", "%", "_", "100%", "e_c", "\\", "größe", "zz", " bill "]
+FIELDS = [
+    "metadata.name",
+    "metadata.title",
+    "metadata.name,metadata.title",
+    "metadata.name,metadata.title,spec.profile.displayName",
+    "metadata.description",
+    "metadata.tags,spec.type",
+]
+FILTERS: list[list[str]] = [[], ["kind=component"], ["kind=component,spec.type=website"]]
+ORDERS = [["metadata.name,asc"], ["metadata.name,desc"], ["metadata.title,asc"], []]
+
+
+def expected(
+    entities: list[dict[str, Any]],
+    term: str,
+    fields: str,
+    filters: list[str],
+    order: list[str],
+) -> list[str]:
+    """The definition: refs in order (Backstage's semantics on its search table)."""
+    wanted = term.strip().lower()
+    keys = [f.lower() for f in fields.split(",")]
+    out: list[tuple[str | None, str]] = []
+    for entity in entities:
+        ref = format_ref(
+            entity["kind"], entity["metadata"].get("namespace"), entity["metadata"]["name"]
+        )
+        rows = search_rows(ref, entity)
+        values: dict[str, list[str]] = {}
+        for _, key, value, _ in rows:
+            if value is not None:
+                values.setdefault(key, []).append(value)
+        if not any(wanted in v for k in keys for v in values.get(k, [])):
+            continue
+        if filters and not any(
+            all(
+                value.lower() in values.get(key.lower(), [])
+                for key, _, value in (cond.partition("=") for cond in f.split(","))
+            )
+            for f in filters
+        ):
+            continue
+        if not order:
+            out.append(("", ref))
+            continue
+        found = values.get(order[0].partition(",")[0].lower())
+        out.append((min(found) if found else None, ref))
+    present = sorted((item for item in out if item[0] is not None), key=lambda item: item[1])
+    missing = sorted(ref for value, ref in out if value is None)
+    descending = bool(order) and order[0].endswith(",desc")
+    present.sort(key=lambda item: item[0], reverse=descending)  # stable: ties stay by ref
+    return [ref for _, ref in present] + missing
+
+
+def all_pages(catalog: Any, params: list[tuple[str, str]]) -> tuple[list[str], int]:
+    """Every page of a by-query, in order, and the total of the first page."""
+    first = catalog.get("/entities/by-query", params=[*params, ("limit", "4")])
+    total = first["totalItems"]
+    page = first
+    refs: list[str] = []
+    while True:
+        refs += [
+            format_ref(e["kind"], e["metadata"].get("namespace"), e["metadata"]["name"])
+            for e in page["items"]
+        ]
+        cursor = page["pageInfo"].get("nextCursor")
+        if not cursor:
+            return refs, total
+        page = catalog.get("/entities/by-query", params={"cursor": cursor, "limit": "4"})
+
+
+def check_all(catalog: Any) -> None:
+    entities = catalog.get("/entities")
+    for term, fields, filters, order in itertools.product(TERMS, FIELDS, FILTERS, ORDERS):
+        params = [("fullTextFilterTerm", term), ("fullTextFilterFields", fields)]
+        params += [("filter", f) for f in filters] + [("orderField", o) for o in order]
+        refs, total = all_pages(catalog, params)
+        want = expected(entities, term, fields, filters, order)
+        if not order:
+            refs, want = sorted(refs), sorted(want)  # Backstage leaves that order open
+        assert (refs, total) == (want, len(want)), params
+
+
+@pytest.fixture
+def catalog(make_catalog: Any) -> Any:
+    catalog = make_catalog(documents())
+    catalog.refresh()
+    return catalog
+
+
+def test_full_text_gives_the_definition_with_and_without_trigram_indexes(catalog: Any) -> None:
+    check_all(catalog)
+    with catalog.context.engine.begin() as conn:
+        indexed = create_text_indexes(conn)  # already there: a no-op
+        assert indexed == (conn.dialect.name == "postgresql")
+        drop_text_indexes(conn)
+    check_all(catalog)  # the plain plan: same answers
+
+
+def test_full_text_total_past_the_end_and_without_total(catalog: Any) -> None:
+    params = {"fullTextFilterTerm": "svc", "fullTextFilterFields": "metadata.name"}
+    everything = catalog.get("/entities/by-query", params=params)
+    assert everything["totalItems"] == 24
+    past = catalog.get("/entities/by-query", params={**params, "offset": "50", "limit": "5"})
+    assert (past["items"], past["totalItems"]) == ([], 24)
+    without = catalog.get("/entities/by-query", params={**params, "totalItems": "exclude"})
+    assert without["totalItems"] == 0 and len(without["items"]) == 24
+
+
+def test_facets_follow_writes_of_any_app_on_the_database(make_catalog: Any) -> None:
+    first = make_catalog(documents())
+    first.refresh()
+    second = make_catalog()  # another replica on the same database, no locations of its own
+    params = {"facet": "spec.type", "filter": "kind=component"}
+    before = {
+        "facets": {
+            "spec.type": [{"value": "service", "count": 18}, {"value": "website", "count": 6}]
+        }
+    }
+    assert first.get("/entity-facets", params=params) == before
+    assert second.get("/entity-facets", params=params) == before  # now cached in both
+
+    (first.root / "all.yaml").write_text(
+        (first.root / "all.yaml").read_text().replace("type: website", "type: library")
+    )
+    first.refresh()
+    after = {
+        "facets": {
+            "spec.type": [{"value": "library", "count": 6}, {"value": "service", "count": 18}]
+        }
+    }
+    assert first.get("/entity-facets", params=params) == after
+    assert second.get("/entity-facets", params=params) == after
+
+    uid = first.entity("component", "svc-01")["metadata"]["uid"]
+    assert second.client.delete(f"/api/catalog/entities/by-uid/{uid}").status_code == 204
+    gone = {
+        "facets": {
+            "spec.type": [{"value": "library", "count": 6}, {"value": "service", "count": 17}]
+        }
+    }
+    assert first.get("/entity-facets", params=params) == gone
+    assert second.get("/entity-facets", params=params) == gone
