@@ -85,8 +85,12 @@ stitch_queue = sa.Table(
 #: Indexes that a first ingestion builds once at its end instead of row by row: inserting
 #: millions of rows into an index in random order costs several times more than sorting them
 #: once (see :meth:`greenroom.catalog.ingest.engine.IngestionEngine.bulk_load`).
+#: ``ix_catalog_relations_originating`` only serves replacing what an entity emitted, which a
+#: first load does not do.
 DEFERRED_INDEXES: tuple[sa.Index, ...] = tuple(
-    index for index in search.indexes if index.name == "ix_catalog_search_key_value"
+    index
+    for index in (*search.indexes, *relations.indexes)
+    if index.name in ("ix_catalog_search_key_value", "ix_catalog_relations_originating")
 )
 
 roots = sa.Table(

@@ -116,7 +116,12 @@ class IngestionEngine:
         :mod:`greenroom.catalog.text_index`); returns whether any was."""
         created = False
         with self._lock, write_transaction(self.engine, changes_data=False) as conn:
-            present = {ix["name"] for ix in sa.inspect(conn).get_indexes(search.name)}
+            inspector = sa.inspect(conn)
+            present = {
+                ix["name"]
+                for table in (search.name, relations.name)
+                for ix in inspector.get_indexes(table)
+            }
             missing = [index for index in DEFERRED_INDEXES if index.name not in present]
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")

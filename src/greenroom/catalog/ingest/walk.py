@@ -148,7 +148,7 @@ class _Target:
 Lookup = Callable[[str, list[str]], dict[str, str]]
 """``(origin_key, source hashes) -> {hash: ref}`` of stored entities to keep as they are."""
 
-BATCH = 1000
+BATCH = 2500  # entities per write transaction (and documents per parsed group)
 PARSE_AHEAD = 1  # groups of documents being parsed while one is processed
 _Entry = tuple[int, int, str, str, str | None]  # index, lines before, text, source hash, stored ref
 
