@@ -158,7 +158,26 @@ def bulk_insert(
     return len(batch)
 
 
-ANALYZED_TABLES = ("catalog_entities", "catalog_relations", "catalog_search")
+ANALYZED_TABLES = (
+    "catalog_entities",
+    "catalog_relations",
+    "catalog_search",
+    "catalog_stitch_queue",
+)
+
+
+def sample_statistics(engine: sa.Engine) -> None:
+    """A quick ``ANALYZE`` on PostgreSQL (a sample of each table) while a table grows fast.
+
+    Without statistics PostgreSQL guesses a table's size from its first pages: in the middle of
+    a first load of 50,000 entities it took 463,000 relations for 34,000 and answered every
+    ``ref IN (...)`` of stitching with a scan of the whole table (a first load went from one
+    minute to six). SQLite's planner needs none of this.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(f"ANALYZE {', '.join(ANALYZED_TABLES)}")
 
 
 def refresh_statistics(engine: sa.Engine) -> None:

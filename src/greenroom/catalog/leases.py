@@ -134,6 +134,16 @@ class Leases:
                 )
             )
 
+    def any_held(self) -> bool:
+        """Whether any replica (this one included) holds a live lease: a walk is under way."""
+        with self.engine.connect() as conn:
+            live = conn.execute(
+                sa.select(roots.c.root_key)
+                .where(roots.c.lease_owner.is_not(None), roots.c.lease_until > datetime.now(UTC))
+                .limit(1)
+            ).first()
+        return live is not None
+
     def holder(self, key: str) -> str | None:
         """Who holds ``key`` now, if anyone (for tests and diagnostics)."""
         with self.engine.connect() as conn:

@@ -90,13 +90,21 @@ def _ref_name_postgresql(element: ref_name, compiler: SQLCompiler, **kw: Any) ->
 
 
 def filter_conditions(
-    sets: Sequence[FilterSet], ref: sa.ColumnElement[str], *, from_ref: bool = False
+    sets: Sequence[FilterSet],
+    ref: sa.ColumnElement[str],
+    *,
+    from_ref: bool = False,
+    kind: sa.ColumnElement[str] | None = None,
 ) -> sa.ColumnElement[bool] | None:
     """Parsed filters as conditions on the entity refs in ``ref``; ``None`` when there are none.
 
     With ``from_ref``, conditions on ``kind`` are read from the ref (see the module's docs):
     the best plan when another condition (a full-text term) picks few entities, each then
-    checked without a lookup in ``catalog_search``.
+    checked without a lookup in ``catalog_search``. With ``kind`` (the entities' column),
+    they are ``lower(kind) IN (...)``, served by ``ix_catalog_entities_kind_ref``: the search
+    value of ``kind`` is the kind lower-cased, and kinds are ASCII (validated), so SQL's
+    ``lower`` gives the same. The most common filter of all then reads neither
+    ``catalog_search`` nor the rows of other kinds, and a page in ref order stops at its end.
     """
     if not sets:
         return None
@@ -109,6 +117,11 @@ def filter_conditions(
                     sa.or_(*(sa.func.substr(ref, 1, len(v) + 1) == f"{v}:" for v in values))
                 )
                 continue
+            if kind is not None and key == "kind":
+                conditions.append(
+                    kind.is_not(None) if values is None else sa.func.lower(kind).in_(values)
+                )
+                continue
             sub = sa.select(search.c.ref).where(search.c.key == key)
             if values is not None:
                 sub = sub.where(search.c.value.in_(values))
@@ -119,7 +132,7 @@ def filter_conditions(
 
 def filter_clause(sets: Sequence[FilterSet]) -> sa.ColumnElement[bool]:
     """The WHERE clause on ``catalog_entities`` for parsed filters (served entities only)."""
-    conditions = filter_conditions(sets, entities.c.ref)
+    conditions = filter_conditions(sets, entities.c.ref, kind=entities.c.kind)
     return SERVED if conditions is None else sa.and_(SERVED, conditions)
 
 

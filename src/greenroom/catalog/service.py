@@ -127,7 +127,10 @@ class CatalogService:
         (which defers indexes). After it, the parser's worker stops, and after a large pass the
         memory freed goes back to the system."""
         try:
-            with self.ingestion.bulk_load() as bulk, self.reader() as reader:
+            with (
+                self.ingestion.bulk_load(busy=self.leases.any_held) as bulk,
+                self.reader() as reader,
+            ):
                 yield (
                     Walker(reader, self.validator, self.rules, self.processors, parser=self.parser),
                     bulk,

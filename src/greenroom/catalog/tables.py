@@ -50,6 +50,7 @@ entities = sa.Table(
     sa.Index("ix_catalog_entities_origin", "origin_key"),
     sa.Index("ix_catalog_entities_source", "origin_key", "source_hash"),
     sa.Index("ix_catalog_entities_kind_name", "kind", "namespace", "name"),
+    sa.Index("ix_catalog_entities_kind_ref", sa.func.lower(sa.column("kind")), "ref"),
 )
 
 relations = sa.Table(
@@ -72,7 +73,7 @@ search = sa.Table(
     sa.Column("key", sa.String(255), nullable=False),
     sa.Column("value", sa.String(255), nullable=True),
     sa.Column("original_value", sa.String(255), nullable=True),
-    sa.Index("ix_catalog_search_key_value", "key", "value"),
+    sa.Index("ix_catalog_search_key_value", "key", "value", "ref"),
     sa.Index("ix_catalog_search_ref_key", "ref", "key", "value"),
 )
 

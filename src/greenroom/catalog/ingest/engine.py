@@ -47,9 +47,10 @@ from greenroom.catalog.tables import (
 )
 from greenroom.catalog.text_index import TEXT_KEYS, create_text_indexes, drop_text_indexes
 from greenroom.contracts import RootLocation
-from greenroom.db import bulk_insert, refresh_statistics, write_transaction
+from greenroom.db import bulk_insert, refresh_statistics, sample_statistics, write_transaction
 
 RELATION_COLUMNS = ("originating_ref", "source_ref", "type", "target_ref")
+STATISTICS_FROM = 2000  # entities written before the planner's statistics are first sampled
 
 
 @dataclass
@@ -85,11 +86,15 @@ class IngestionEngine:
     def __init__(self, engine: sa.Engine, orphan_strategy: str = "keep") -> None:
         self.engine = engine
         self.orphan_strategy = orphan_strategy
+        # Entities written by this process, and how many there were at the last statistics
+        # sample: sampled again each time the count doubles (a handful of times in any load).
+        self._written = 0
+        self._sampled_at = 0
 
     # --- a whole pass ----------------------------------------------------------------------
 
     @contextmanager
-    def bulk_load(self) -> Iterator[bool]:
+    def bulk_load(self, busy: Callable[[], bool] = lambda: False) -> Iterator[bool]:
         """A pass that may be the first load of a large catalog; yields whether it is.
 
         Into an empty catalog, the indexes of :data:`DEFERRED_INDEXES` (and the trigram indexes
@@ -98,7 +103,9 @@ class IngestionEngine:
         times more than the rest of the insert (PostgreSQL's manual gives the same advice for
         populating a database). Reads stay correct meanwhile, only filters are slower. The
         indexes are ensured after every pass, so a replica that died in the middle of a first
-        load leaves nothing missing for long. Indexes change no answer: no new generation.
+        load leaves nothing missing for long; but not while ``busy()`` says another walk is under
+        way (it may be another replica's first load, which builds them itself when it ends).
+        Indexes change no answer: no new generation.
         """
         with self._lock, write_transaction(self.engine, changes_data=False) as conn:
             empty = conn.execute(sa.select(search.c.ref).limit(1)).first() is None
@@ -109,7 +116,8 @@ class IngestionEngine:
         try:
             yield empty
         finally:
-            self.ensure_indexes()
+            if empty or not busy():
+                self.ensure_indexes()
 
     def ensure_indexes(self) -> bool:
         """Create whichever deferred index is missing (with the trigram indexes of
@@ -221,6 +229,10 @@ class IngestionEngine:
             own = {e.ref for e in accepted} & touched
             summary.stitched += stitch(conn, own)
             mark_for_stitch(conn, touched - own)
+        self._written += len(accepted)
+        if self._written >= max(STATISTICS_FROM, 2 * self._sampled_at):
+            sample_statistics(self.engine)
+            self._sampled_at = self._written
         for emitted in accepted:
             produced.add(emitted.ref)
             if not (emitted.failed and emitted.reader and self._unserved(emitted, stored)):
