@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -220,3 +221,31 @@ def test_openapi_lists_every_route(catalog: Any) -> None:
         "/api/catalog/refresh",
     ):
         assert path in paths
+
+
+def test_a_whole_listing_is_streamed_in_pieces_and_complete(make_catalog: Any) -> None:
+    """``GET /entities`` without a limit is sent as it is read, several hundred entities at a
+    time; the array is complete, in order, filtered and narrowed like any other listing."""
+    from greenroom.catalog import queries
+
+    count = queries.STREAM_ROWS * 2 + 7
+    many = "\n---\n".join(
+        f"apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {{name: c{i:04d}}}\n"
+        f"spec: {{type: service, lifecycle: production, owner: platform}}"
+        for i in range(count)
+    )
+    catalog = make_catalog({"all.yaml": many})
+    catalog.refresh()
+    with catalog.client.stream(
+        "GET",
+        "/api/catalog/entities",
+        params={"filter": "kind=component", "fields": "metadata.name"},
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        pieces = list(response.iter_raw())
+    assert len(pieces) >= 3  # "[", the pieces of entities, "]": not one body built in memory
+    body = json.loads(b"".join(pieces))
+    assert body == [{"metadata": {"name": f"c{i:04d}"}} for i in range(count)]
+    empty = catalog.get("/entities", params={"filter": "kind=nothing"})
+    assert empty == []

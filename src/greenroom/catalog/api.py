@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from greenroom.catalog import cursors, queries
@@ -168,8 +168,15 @@ def router(context: AppContext) -> APIRouter:
             raise InvalidInput("Invalid limit, must be greater than zero")
         start = offset or 0
         query = sa.select(entities.c.final).where(where).order_by(*_order_by(_order(order)))
-        if limit is not None:
-            query = query.limit(limit + 1)
+        if limit is None:
+            # The whole catalog (or a kind of it) can be a hundred megabytes: sent as it is
+            # read, a few hundred entities at a time, rather than built in memory first.
+            if start:
+                query = query.offset(start)
+            return StreamingResponse(
+                queries.stream_final(engine, query, field_list), media_type="application/json"
+            )
+        query = query.limit(limit + 1)
         if start:
             query = query.offset(start)
         with engine.connect() as conn:

@@ -15,7 +15,7 @@ dropped), so the answers are those of the search rows, without a lookup per enti
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,6 +303,26 @@ def entity_json(raw: str, fields: Sequence[str]) -> bytes:
 def json_array(items: Iterable[bytes]) -> bytes:
     """A JSON array of already-encoded items."""
     return b"[" + b",".join(items) + b"]"
+
+
+STREAM_ROWS = 500  # entities read and sent at a time by stream_final
+
+
+def stream_final(
+    engine: sa.Engine, query: sa.Select[Any], fields: Sequence[str]
+) -> Iterator[bytes]:
+    """The JSON array of the ``final`` column of ``query``, in pieces of :data:`STREAM_ROWS`
+    entities; memory stays bounded whatever the size of the answer (a server-side cursor on
+    PostgreSQL, SQLite's stepping on SQLite). The connection is held until the last piece."""
+    with engine.connect() as conn:
+        result = conn.execution_options(yield_per=STREAM_ROWS).execute(query)
+        yield b"["
+        first = True
+        for part in result.partitions():
+            piece = b",".join(entity_json(row.final, fields) for row in part)
+            yield piece if first else b"," + piece
+            first = False
+        yield b"]"
 
 
 def load_final(rows: Iterable[Any], fields: Sequence[str]) -> bytes:
