@@ -32,6 +32,7 @@ from greenroom.plugins import flatten
 
 # Rows written by one root after which the planner's statistics are refreshed.
 STATISTICS_AFTER = 5000
+RELEASE_AFTER = 500  # entities written by a pass after which freed memory goes back
 
 
 def catalog_validator(context: AppContext) -> Validator:
@@ -137,7 +138,7 @@ class CatalogService:
                 )
         finally:
             self.parser.close()
-            if summary.written >= STATISTICS_AFTER:
+            if summary.written >= RELEASE_AFTER:
                 release_memory()
 
     def _walk_leased(

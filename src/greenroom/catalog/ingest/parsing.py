@@ -162,7 +162,7 @@ class Parser:
     _pool: ProcessPoolExecutor | None = None
     _pool_lock = threading.Lock()
 
-    def __init__(self, workers: int | None = None, min_group: int = 64) -> None:
+    def __init__(self, workers: int | None = None, min_group: int = 1500) -> None:
         cores = os.cpu_count() or 1
         self.workers = max(0, min(2, cores - 1)) if workers is None else workers
         self.min_group = min_group
