@@ -103,8 +103,10 @@ class IngestionEngine:
         times more than the rest of the insert (PostgreSQL's manual gives the same advice for
         populating a database). Reads stay correct meanwhile, only filters are slower. The
         indexes are ensured after every pass, so a replica that died in the middle of a first
-        load leaves nothing missing for long; but not while ``busy()`` says another walk is under
-        way (it may be another replica's first load, which builds them itself when it ends).
+        load leaves nothing missing for long; but not while ``busy()`` says a walk is under way
+        (another replica's first load, even when this pass found the catalog empty too and had
+        nothing to do: building them then would cost that load what deferring them saves; the
+        last walk to end builds them).
         Indexes change no answer: no new generation.
         """
         with self._lock, write_transaction(self.engine, changes_data=False) as conn:
@@ -116,7 +118,7 @@ class IngestionEngine:
         try:
             yield empty
         finally:
-            if empty or not busy():
+            if not busy():
                 self.ensure_indexes()
 
     def ensure_indexes(self) -> bool:
