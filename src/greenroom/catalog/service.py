@@ -119,7 +119,10 @@ class CatalogService:
                     break
                 self._walk_leased(walker, root, key, summary, statistics=not bulk)
             self._sweep(summary)
-            self.ingestion.stitch_pending(summary)  # what a replica that died left marked
+            if not self.leases.any_held():
+                # What a replica that died left marked; a live walker stitches its own marks
+                # at the end of its root (doing it now would stitch its hubs twice).
+                self.ingestion.stitch_pending(summary)
         return summary
 
     @contextmanager
