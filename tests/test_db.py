@@ -38,19 +38,28 @@ def test_every_data_write_changes_the_generation(database_url: str) -> None:
     db.upgrade(engine)
     with engine.connect() as conn:
         before = db.read_generation(conn)
-    with db.write_transaction(engine):
-        pass
-    with db.write_transaction(engine, changes_data=False):
-        pass  # leases: bookkeeping that no answer depends on
+    stitch_queue = db.metadata.tables["catalog_stitch_queue"]
+    with db.write_transaction(engine) as conn:
+        conn.execute(stitch_queue.insert().values(ref="component:default/a"))
+    with db.write_transaction(engine) as conn:
+        conn.execute(stitch_queue.delete().where(stitch_queue.c.ref == "component:default/zz"))
+        conn.execute(sa.select(stitch_queue.c.ref)).all()  # wrote nothing: same generation
+    with db.write_transaction(engine, changes_data=False) as conn:
+        conn.execute(stitch_queue.delete())  # leases: bookkeeping that no answer depends on
     with engine.connect() as conn:
         assert db.read_generation(conn) == before + 1
+    with db.write_transaction(engine) as conn:  # COPY on PostgreSQL
+        db.bulk_insert(conn, stitch_queue, ["ref"], [("component:default/b",)])
+    with engine.connect() as conn:
+        assert db.read_generation(conn) == before + 2
     try:
-        with db.write_transaction(engine):
+        with db.write_transaction(engine) as conn:
+            conn.execute(stitch_queue.delete())
             raise RuntimeError("rolled back")
     except RuntimeError:
         pass
     with engine.connect() as conn:
-        assert db.read_generation(conn) == before + 1  # a rolled-back write changed nothing
+        assert db.read_generation(conn) == before + 2  # a rolled-back write changed nothing
     engine.dispose()
 
 

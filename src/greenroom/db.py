@@ -19,15 +19,35 @@ from alembic.config import Config as AlembicConfig
 metadata = sa.MetaData()
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-# One row: a number that every write transaction increases (see write_transaction). Answers
-# computed from the database can be cached under it: a replica that reads the same number reads
-# the same data, whichever replica wrote it.
+# One row: a number that every write transaction that wrote a row increases (see
+# write_transaction). Answers computed from the database can be cached under it: a replica that
+# reads the same number reads the same data, whichever replica wrote it.
 generation = sa.Table(
     "greenroom_generation",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("generation", sa.BigInteger, nullable=False),
 )
+
+
+# Set on a connection (its ``info``) by any statement that inserted, updated or deleted a row.
+WROTE = "greenroom_wrote"
+_WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+@sa.event.listens_for(sa.Engine, "after_cursor_execute")
+def _note_writes(
+    connection: sa.Connection,
+    cursor: Any,
+    statement: str,
+    _parameters: Any,
+    _context: Any,
+    _executemany: bool,
+) -> None:
+    """Remember that the transaction changed a row, whatever code ran the statement (rowcount
+    is -1 where the driver cannot tell: that counts as a change)."""
+    if cursor.rowcount != 0 and statement.lstrip()[:6].upper() in _WRITES:
+        connection.info[WROTE] = True
 
 
 def create_engine(url: str, **kwargs: Any) -> sa.Engine:
@@ -86,8 +106,10 @@ def write_transaction(
     PostgreSQL. Readers never wait for it.
 
     Unless ``changes_data`` is false (bookkeeping such as leases, which no answer of the API
-    depends on), the transaction also increases the generation (:func:`read_generation`), in
-    the same commit as its writes, so that caches keyed by it are never stale.
+    depends on), a transaction that inserted, updated or deleted a row also increases the
+    generation (:func:`read_generation`), in the same commit as its writes, so that caches keyed
+    by it are never stale; one that wrote nothing (a refresh pass that found no change) leaves
+    it, so that the caches outlive it.
 
     ``durable=False`` is for work that is redone anyway when it is lost (an ingestion batch: the
     next walk writes it again): PostgreSQL then acknowledges the commit before its WAL reaches
@@ -103,13 +125,14 @@ def write_transaction(
                 )
                 if not durable:
                     connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
-            if changes_data:
+            connection.info[WROTE] = False  # the info outlives the checkout: start clean
+            yield connection
+            if changes_data and connection.info.pop(WROTE):
                 connection.execute(
                     generation.update()
                     .where(generation.c.id == 1)
                     .values(generation=generation.c.generation + 1)
                 )
-            yield connection
 
 
 def read_generation(connection: sa.Connection) -> int:
@@ -148,6 +171,7 @@ def bulk_insert(
         with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in batch:
                 copy.write_row(row)
+        connection.info[WROTE] = True  # COPY does not pass through the statement events
         return len(batch)
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     sql = (

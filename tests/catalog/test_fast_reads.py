@@ -16,6 +16,7 @@ import pytest
 from greenroom.catalog.model.refs import format_ref
 from greenroom.catalog.search_rows import search_rows
 from greenroom.catalog.text_index import create_text_indexes, drop_text_indexes
+from greenroom.db import read_generation
 
 COMPONENT = """
 apiVersion: backstage.io/v1alpha1
@@ -190,6 +191,11 @@ def test_facets_follow_writes_of_any_app_on_the_database(make_catalog: Any) -> N
     }
     assert first.get("/entity-facets", params=params) == before
     assert second.get("/entity-facets", params=params) == before  # now cached in both
+    with first.context.engine.connect() as conn:
+        cached_at = read_generation(conn)
+    first.refresh()  # nothing changed: the cached facets stay good
+    with first.context.engine.connect() as conn:
+        assert read_generation(conn) == cached_at
 
     (first.root / "all.yaml").write_text(
         (first.root / "all.yaml").read_text().replace("type: website", "type: library")

@@ -1,6 +1,6 @@
 """Answers cached per process for as long as the catalog has not changed.
 
-Every write transaction increases the database's generation (``greenroom.db``), in the same
+Every write transaction that wrote a row increases the database's generation (``greenroom.db``), in the same
 commit as its writes. A reader reads the generation (one row by primary key), and reuses what
 was computed at that generation, by this process. Replicas on one database never serve a
 stale answer: a write by any of them changes the number that all of them read. An answer
