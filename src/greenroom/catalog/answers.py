@@ -1,11 +1,11 @@
 """Answers cached per process for as long as the catalog has not changed.
 
-Every write transaction that wrote a row increases the database's generation (``greenroom.db``), in the same
-commit as its writes. A reader reads the generation (one row by primary key), and reuses what
-was computed at that generation, by this process. Replicas on one database never serve a
-stale answer: a write by any of them changes the number that all of them read. An answer
-computed after reading generation ``g`` reflects at least ``g`` (on PostgreSQL a later commit
-may be seen too), so caching it under ``g`` is never stale either.
+Every write transaction that wrote a row increases the database's generation
+(``greenroom.db``), in the same commit as its writes. A reader reads the generation (one row
+by primary key), and reuses what was computed at that generation, by this process. Replicas on
+one database never serve a stale answer: a write by any of them changes the number that all of
+them read. An answer computed after reading generation ``g`` reflects at least ``g`` (on
+PostgreSQL a later commit may be seen too), so caching it under ``g`` is never stale either.
 """
 
 from __future__ import annotations
