@@ -244,9 +244,7 @@ def router(context: AppContext) -> APIRouter:
                     state.total = rows[0].total
                 elif count and (matches is None or state.offset > 0):
                     # Without a term, or past the end (the window saw no row).
-                    state.total = conn.execute(
-                        sa.select(sa.func.count()).select_from(entities).where(where)
-                    ).scalar_one()
+                    state.total = conn.execute(queries.count_matching(where)).scalar_one()
         total = state.total
         page_info: dict[str, str] = {}
         more, rows = len(rows) > page, rows[:page]

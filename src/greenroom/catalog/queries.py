@@ -101,7 +101,7 @@ def filter_conditions(
     With ``from_ref``, conditions on ``kind`` are read from the ref (see the module's docs):
     the best plan when another condition (a full-text term) picks few entities, each then
     checked without a lookup in ``catalog_search``. With ``kind`` (the entities' column),
-    they are ``lower(kind) IN (...)``, served by ``ix_catalog_entities_kind_ref``: the search
+    they are ``lower(kind) IN (...)``, served by ``ix_catalog_entities_served_kind``: the search
     value of ``kind`` is the kind lower-cased, and kinds are ASCII (validated), so SQL's
     ``lower`` gives the same. The most common filter of all then reads neither
     ``catalog_search`` nor the rows of other kinds, and a page in ref order stops at its end.
@@ -140,6 +140,18 @@ def like_pattern(term: str) -> str:
     """``%term%`` for ``LIKE ... ESCAPE '\\'``, lower-cased, with ``%``, ``_``, ``\\`` literal."""
     escaped = term.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def count_matching(where: sa.ColumnElement[bool]) -> sa.Select[int]:
+    """The number of entities of ``where`` (a :func:`filter_clause`), read from an index.
+
+    Without a filter the clause is ``final IS NOT NULL`` alone, for which SQLite reads the whole
+    table (70 ms at 50,000 entities) rather than the served-kind index, which holds exactly
+    those entities; a condition that every kind meets points it there (3 ms).
+    """
+    if where is SERVED:
+        where = sa.and_(SERVED, sa.func.lower(entities.c.kind) >= "")
+    return sa.select(sa.func.count()).select_from(entities).where(where)
 
 
 def full_text_refs(term: str | None, fields: Sequence[str]) -> sa.Subquery | None:

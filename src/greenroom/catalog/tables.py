@@ -50,7 +50,14 @@ entities = sa.Table(
     sa.Index("ix_catalog_entities_origin", "origin_key"),
     sa.Index("ix_catalog_entities_source", "origin_key", "source_hash"),
     sa.Index("ix_catalog_entities_kind_name", "kind", "namespace", "name"),
-    sa.Index("ix_catalog_entities_kind_ref", sa.func.lower(sa.column("kind")), "ref"),
+    # Served entities only (migration 0008): filters and counts by kind read the index alone.
+    sa.Index(
+        "ix_catalog_entities_served_kind",
+        sa.func.lower(sa.column("kind")),
+        "ref",
+        sqlite_where=sa.text("final IS NOT NULL"),
+        postgresql_where=sa.text("final IS NOT NULL"),
+    ),
 )
 
 relations = sa.Table(
