@@ -237,6 +237,8 @@ def router(context: AppContext) -> APIRouter:
                 .limit(page + 1)
             )
         with engine.connect() as conn:
+            if matches is not None:
+                queries.plan_for_text_indexes(conn)
             rows = conn.execute(query).all()
             if state.total is None:
                 state.total = 0
