@@ -201,12 +201,6 @@ def plan_for_text_indexes(connection: sa.Connection) -> None:
         connection.exec_driver_sql("SET LOCAL random_page_cost = 2")
 
 
-def full_text_clause(term: str | None, fields: Sequence[str]) -> sa.ColumnElement[bool] | None:
-    """:func:`full_text_refs` as a condition on ``catalog_entities``."""
-    refs = full_text_refs(term, fields)
-    return None if refs is None else entities.c.ref.in_(sa.select(refs.c.ref))
-
-
 def order_value(
     key: str, ref: sa.ColumnElement[str] = entities.c.ref, *, from_ref: bool = False
 ) -> sa.ColumnElement[Any]:

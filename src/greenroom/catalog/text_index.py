@@ -8,10 +8,10 @@ answers are exact). There is one partial index per key of :data:`TEXT_KEYS`
 (``WHERE key = 'metadata.name'``), so that a search of a key reads that key's entries only and
 the index is maintained for a few rows per entity rather than for all ~35.
 
-Keys outside :data:`TEXT_KEYS`, terms too short for trigrams (1-2 characters) and databases
+Keys outside :data:`TEXT_KEYS`, terms without three letters or digits in a row, and databases
 without the indexes (SQLite, or PostgreSQL where ``pg_trgm`` cannot be created) run the same
 query, answered from the ``(key, value)`` index instead: slower, never different. The query is
-written in :func:`greenroom.catalog.queries.full_text_clause`.
+written in :func:`greenroom.catalog.queries.full_text_refs`.
 
 The bulk-load mode of ingestion drops the large ``catalog_search`` indexes during a first
 ingestion and recreates them afterwards: :func:`drop_text_indexes` and
