@@ -116,6 +116,7 @@ class Catalog(_Model):
     )
     max_file_bytes: int = Field(64 * 1024 * 1024, alias="maxFileBytes", gt=0)
     lease_duration: timedelta = Field(default=timedelta(seconds=60), alias="leaseDuration")
+    full_text_in_memory: bool = Field(True, alias="fullTextInMemory")
 
     @field_validator("processing_interval", mode="before")
     @classmethod

@@ -2,13 +2,15 @@
 
 Full text: every answer of ``/entities/by-query`` with a term is compared with the definition
 computed in Python from the served entities (Backstage's search rows, substring match, order
-by the smallest value then ref), with and without the trigram indexes. Facets: the per-process
+by the smallest value then ref), matched in the process's memory and by the database, with and
+without the trigram indexes; the copy in memory never outlives a write. Facets: the per-process
 cache never outlives a write, also one made by another app on the same database.
 """
 
 from __future__ import annotations
 
 import itertools
+from array import array
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from greenroom.catalog.model.refs import format_ref
 from greenroom.catalog.queries import full_text_refs
 from greenroom.catalog.search_rows import search_rows
 from greenroom.catalog.text_index import create_text_indexes, drop_text_indexes
+from greenroom.catalog.text_memory import SEPARATOR, TextMatcher, TextSnapshot, _Column
 from greenroom.db import read_generation
 
 COMPONENT = """
@@ -162,13 +165,82 @@ def catalog(make_catalog: Any) -> Any:
     return catalog
 
 
-def test_full_text_gives_the_definition_with_and_without_trigram_indexes(catalog: Any) -> None:
-    check_all(catalog)
+def test_full_text_gives_the_definition_from_memory_and_from_the_database(
+    catalog: Any, make_catalog: Any
+) -> None:
+    check_all(catalog)  # names, titles and display names from the process's copy
+    # Another app on the same database, matching every term in SQL.
+    database = make_catalog(config={"catalog": {"fullTextInMemory": False}})
+    check_all(database)
     with catalog.context.engine.begin() as conn:
         indexed = create_text_indexes(conn)  # already there: a no-op
         assert indexed == (conn.dialect.name == "postgresql")
         drop_text_indexes(conn)
-    check_all(catalog)  # the plain plan: same answers
+    if indexed:
+        check_all(database)  # the plain plan: same answers
+
+
+def test_full_text_from_memory_follows_writes_of_any_app_on_the_database(
+    catalog: Any, make_catalog: Any
+) -> None:
+    other = make_catalog()  # another replica, no locations of its own
+    params = {"fullTextFilterTerm": "uptime", "fullTextFilterFields": "metadata.title"}
+
+    def names(app: Any) -> list[str]:
+        found = app.get("/entities/by-query", params={**params, "orderField": "metadata.name"})
+        return [e["metadata"]["name"] for e in found["items"]]
+
+    both = ["svc-01", "svc-17", "Svc_09.core"]
+    assert names(catalog) == names(other) == both  # both copies built
+    (catalog.root / "all.yaml").write_text(
+        (catalog.root / "all.yaml").read_text().replace('"100% Uptime 17"', '"Downtime"')
+    )
+    catalog.refresh()
+    assert names(catalog) == names(other) == ["svc-01", "Svc_09.core"]
+    uid = catalog.entity("component", "Svc_09.core")["metadata"]["uid"]
+    assert other.client.delete(f"/api/catalog/entities/by-uid/{uid}").status_code == 204
+    assert names(catalog) == names(other) == ["svc-01"]
+
+
+def test_a_match_in_memory_never_spans_two_values(catalog: Any) -> None:
+    with catalog.context.engine.connect() as conn:
+        snapshot = TextSnapshot.read(conn)
+        # The separator lies between every two values, and inside none.
+        assert snapshot.refs_matching(SEPARATOR, ["metadata.name", "metadata.title"]) == []
+        assert snapshot.refs_matching("svc_00.core", ["metadata.name"]) == [
+            "component:default/svc_00.core"
+        ]
+        user = snapshot.refs_matching("ë %p", ["spec.profile.displayname"])
+        assert user == ["user:default/user-2"]
+
+    column = _Column(
+        text=SEPARATOR.join(["ab", "b\nc", "c"]),  # "ab|b\nc|c", with "\n" between
+        starts=array("q", [0, 3, 7]),
+        owners=array("q", [0, 1, 2]),
+    )
+    # A separator inside a value matches there; the same text across two values does not.
+    assert column.owners_matching("b\nc") == {1}
+    assert column.owners_matching("b\n") == {1}
+    assert column.owners_matching("c\nc") == set()
+    assert column.owners_matching("c") == {1, 2}
+
+
+def test_full_text_is_answered_by_the_database_while_the_copy_is_being_built(
+    catalog: Any,
+) -> None:
+    matcher = TextMatcher()
+    fields = ["metadata.name"]
+    with catalog.context.engine.connect() as conn:
+        with matcher._building:  # another thread is building the copy
+            assert matcher.refs(conn, "svc_1", fields) is None
+        assert matcher.refs(conn, "svc_1", fields) == [
+            "component:default/svc_12.core",
+            "component:default/svc_15.core",
+            "component:default/svc_18.core",
+        ]
+        assert matcher.refs(conn, "svc", ["metadata.description"]) is None  # not a text key
+        assert matcher.refs(conn, "svc", []) is None  # every key
+        assert TextMatcher(enabled=False).refs(conn, "svc", fields) is None
 
 
 def test_terms_without_a_trigram_do_not_scan_the_trigram_indexes(catalog: Any) -> None:

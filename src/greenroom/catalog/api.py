@@ -21,6 +21,7 @@ from greenroom.catalog import cursors, queries
 from greenroom.catalog.answers import GenerationCache
 from greenroom.catalog.model.refs import RefError, format_ref, parse_ref
 from greenroom.catalog.tables import entities
+from greenroom.catalog.text_memory import TextMatcher
 from greenroom.context import AppContext
 from greenroom.db import read_generation
 from greenroom.exceptions import InvalidInput, NotFound
@@ -136,6 +137,20 @@ def router(context: AppContext) -> APIRouter:
     api = APIRouter(prefix="/api/catalog", tags=["catalog"])
     engine = context.engine
     facet_cache = GenerationCache()
+    text_matcher = TextMatcher(enabled=context.config.catalog.full_text_in_memory)
+
+    def full_text_matches(
+        conn: sa.Connection, term: str | None, fields: list[str]
+    ) -> sa.Subquery | None:
+        """The entities matching a full-text term (``None`` without one): from this process's
+        copy of the searched keys where it can answer (``text_memory.py``), else the database's."""
+        if not term or not term.strip():
+            return None
+        refs = text_matcher.refs(conn, term, fields)
+        if refs is not None:
+            return queries.listed_refs(refs, conn.dialect.name)
+        queries.plan_for_text_indexes(conn)
+        return queries.full_text_refs(term, fields)
 
     def served(where: sa.ColumnElement[bool], missing: str) -> Response:
         """The one served entity matching ``where``, as stored, or 404 with ``missing``."""
@@ -216,29 +231,27 @@ def router(context: AppContext) -> APIRouter:
         page = 200 if limit is None else limit
         sets = queries.parse_filters(state.filter)
         count = state.total is None and state.totalItems == "include"
-        matches = queries.full_text_refs(state.term, state.termFields)
-        if matches is not None:
-            # The total comes in the same pass as the page (a window over the matches).
-            query = queries.text_page(
-                matches, sets, state.order, state.offset, page + 1, total=count
-            )
-            where = sa.and_(
-                queries.filter_clause(sets), entities.c.ref.in_(sa.select(matches.c.ref))
-            )
-        else:
-            # Here a window would make the database read every match even when an index
-            # gives the page in order; the total is a query of its own.
-            where = queries.filter_clause(sets)
-            query = (
-                sa.select(entities.c.final)
-                .where(where)
-                .order_by(*_order_by(list(state.order)))
-                .offset(state.offset)
-                .limit(page + 1)
-            )
         with engine.connect() as conn:
+            matches = full_text_matches(conn, state.term, state.termFields)
             if matches is not None:
-                queries.plan_for_text_indexes(conn)
+                # The total comes in the same pass as the page (a window over the matches).
+                query = queries.text_page(
+                    matches, sets, state.order, state.offset, page + 1, total=count
+                )
+                where = sa.and_(
+                    queries.filter_clause(sets), entities.c.ref.in_(sa.select(matches.c.ref))
+                )
+            else:
+                # Here a window would make the database read every match even when an index
+                # gives the page in order; the total is a query of its own.
+                where = queries.filter_clause(sets)
+                query = (
+                    sa.select(entities.c.final)
+                    .where(where)
+                    .order_by(*_order_by(list(state.order)))
+                    .offset(state.offset)
+                    .limit(page + 1)
+                )
             rows = conn.execute(query).all()
             if state.total is None:
                 state.total = 0

@@ -27,7 +27,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from greenroom.catalog.stitch import chunks
-from greenroom.catalog.tables import entities, search
+from greenroom.catalog.tables import REF, entities, search
 from greenroom.catalog.text_index import TEXT_KEYS
 from greenroom.exceptions import InvalidInput
 
@@ -185,6 +185,22 @@ def full_text_refs(term: str | None, fields: Sequence[str]) -> sa.Subquery | Non
     if len(parts) == 1:
         return parts[0].distinct().subquery("matches")
     return sa.union(*parts).subquery("matches")
+
+
+def listed_refs(refs: Sequence[str], dialect: str) -> sa.Subquery:
+    """``refs`` as a subquery like :func:`full_text_refs`'s (column ``ref``), for matches
+    found outside the database (``text_memory.py``): one JSON parameter, whatever their
+    number (SQLite allows 32,766 parameters; a common term matches more entities)."""
+    if dialect == "postgresql":
+        sql = "SELECT jsonb_array_elements_text(CAST(:refs AS jsonb)) AS ref"
+    else:
+        sql = "SELECT value AS ref FROM json_each(:refs)"
+    return (
+        sa.text(sql)
+        .bindparams(refs=orjson.dumps(list(refs)).decode())
+        .columns(ref=REF)
+        .subquery("matches")
+    )
 
 
 def plan_for_text_indexes(connection: sa.Connection) -> None:
