@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -106,4 +107,54 @@ def test_writers_wait_for_each_other(database_url: str) -> None:
         order.append("second in")
     thread.join()
     assert order == ["first in", "first out", "second in"]
+    engine.dispose()
+
+
+def test_a_pooled_connection_that_died_while_idle_is_replaced(database_url: str) -> None:
+    """PostgreSQL ended the pooled connection (a restart, an idle-socket timeout): after
+    ``ping_after_idle`` the pool checks it and hands out a new one; before, it is used as is."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite connections are files, not sockets")
+    admin = db.create_engine(database_url)
+
+    def kill(engine: sa.Engine) -> int:
+        """Return one connection to ``engine``'s pool, ended by the server; its backend pid."""
+        with engine.connect() as conn:
+            pid = int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        time.sleep(0.2)
+        return pid
+
+    checked = db.create_engine(database_url, ping_after_idle=0, pool_size=1)
+    pid = kill(checked)
+    with checked.connect() as conn:  # a new connection, and no error
+        assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() != pid
+
+    trusted = db.create_engine(database_url, ping_after_idle=3600, pool_size=1)
+    kill(trusted)
+    with pytest.raises(sa.exc.OperationalError), trusted.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))  # not idle long enough to be checked: it fails
+    with trusted.connect() as conn:  # and the pool has let the dead connection go
+        assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
+    for engine in (admin, checked, trusted):
+        engine.dispose()
+
+
+def test_reads_on_postgresql_need_no_transaction_and_leave_none_behind(database_url: str) -> None:
+    """A read through ``reader`` is its statement alone (no BEGIN, no ROLLBACK: one round
+    trip); the same pooled connection taken from the engine afterwards is transactional again."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite reads make no round trips")
+    from psycopg.pq import TransactionStatus
+
+    engine = db.create_engine(database_url, pool_size=1, max_overflow=0)
+    with db.reader(engine).connect() as conn:
+        conn.execute(sa.text("SELECT 1")).all()
+        raw = conn.connection.dbapi_connection
+        assert raw is not None and raw.info.transaction_status == TransactionStatus.IDLE
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1")).all()
+        assert conn.connection.dbapi_connection is raw  # the same connection, from the pool
+        assert raw.info.transaction_status == TransactionStatus.INTRANS
     engine.dispose()

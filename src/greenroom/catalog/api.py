@@ -23,7 +23,7 @@ from greenroom.catalog.model.refs import RefError, format_ref, parse_ref
 from greenroom.catalog.tables import entities
 from greenroom.catalog.text_memory import TextMatcher
 from greenroom.context import AppContext
-from greenroom.db import read_generation
+from greenroom.db import read_generation, reader
 from greenroom.exceptions import InvalidInput, NotFound
 
 ListParam = Annotated[list[str], Query()]
@@ -136,6 +136,7 @@ def router(context: AppContext) -> APIRouter:
     service(context)
     api = APIRouter(prefix="/api/catalog", tags=["catalog"])
     engine = context.engine
+    reads = reader(engine)  # single statements; by-query and whole listings keep `engine`
     facet_cache = GenerationCache()
     text_matcher = TextMatcher(enabled=context.config.catalog.full_text_in_memory)
 
@@ -154,7 +155,7 @@ def router(context: AppContext) -> APIRouter:
 
     def served(where: sa.ColumnElement[bool], missing: str) -> Response:
         """The one served entity matching ``where``, as stored, or 404 with ``missing``."""
-        with engine.connect() as conn:
+        with reads.connect() as conn:
             raw = conn.execute(
                 sa.select(entities.c.final).where(where, entities.c.final.is_not(None))
             ).scalar()
@@ -194,7 +195,7 @@ def router(context: AppContext) -> APIRouter:
         query = query.limit(limit + 1)
         if start:
             query = query.offset(start)
-        with engine.connect() as conn:
+        with reads.connect() as conn:
             rows = conn.execute(query).all()
         if limit is not None and len(rows) > limit:
             rows = rows[:limit]
@@ -292,7 +293,7 @@ def router(context: AppContext) -> APIRouter:
             except RefError:
                 wanted.append("")  # not a reference: no entity, so null, as in Backstage
         where = queries.filter_clause(queries.parse_filters(filter))
-        with engine.connect() as conn:
+        with reads.connect() as conn:
             found = queries.by_refs(conn, wanted, where)
         fields = queries.parse_fields(body.fields or [])
         items = queries.json_array(
@@ -313,7 +314,7 @@ def router(context: AppContext) -> APIRouter:
         items = []
         seen: set[str] = set()
         stack = [root]
-        with engine.connect() as conn:
+        with reads.connect() as conn:
             while stack:
                 ref = stack.pop()
                 if ref in seen:
@@ -350,7 +351,7 @@ def router(context: AppContext) -> APIRouter:
         if not facet:
             raise InvalidInput("Missing facet parameter")
         where = queries.filter_clause(queries.parse_filters(filter))
-        with engine.connect() as conn:
+        with reads.connect() as conn:
             # Counting is linear in the catalog; the answer changes only with a write.
             return RawJSON(
                 facet_cache.get_or_compute(
