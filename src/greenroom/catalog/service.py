@@ -128,21 +128,37 @@ class CatalogService:
     @contextmanager
     def _pass(self, summary: PassSummary) -> Iterator[tuple[Walker, bool]]:
         """What every pass shares: a walker, and whether this is the first load of the catalog
-        (which defers indexes). After it, the parser's worker stops, and after a large pass the
-        memory freed goes back to the system."""
+        (which defers indexes).
+
+        When the walks are over, the parser's worker stops and, after a large pass, the memory
+        freed goes back to the system: before the deferred indexes of a first load are built,
+        not after, since by then every entity is served and the process is as small as it will
+        get (SQLite sorts the index entries in this process: what that frees goes back too).
+        """
+        bulk = False
         try:
             with (
                 self.ingestion.bulk_load(busy=self.leases.any_held) as bulk,
                 self.reader() as reader,
             ):
-                yield (
-                    Walker(reader, self.validator, self.rules, self.processors, parser=self.parser),
-                    bulk,
-                )
+                try:
+                    yield (
+                        Walker(
+                            reader, self.validator, self.rules, self.processors, parser=self.parser
+                        ),
+                        bulk,
+                    )
+                finally:
+                    self._shrink(summary)
         finally:
-            self.parser.close()
-            if summary.written >= RELEASE_AFTER:
-                release_memory()
+            if bulk:
+                self._shrink(summary)
+
+    def _shrink(self, summary: PassSummary) -> None:
+        """Stop the parser's worker; after a large pass, give freed memory back."""
+        self.parser.close()
+        if summary.written >= RELEASE_AFTER:
+            release_memory()
 
     def _walk_leased(
         self,
