@@ -51,14 +51,19 @@ def _note_writes(
         connection.info[WROTE] = True
 
 
-def create_engine(url: str, *, ping_after_idle: float | None = None, **kwargs: Any) -> sa.Engine:
+#: A pooled PostgreSQL connection idle for longer than this is checked before it is handed out.
+PING_AFTER_IDLE = 5.0
+_IDLE_SINCE = "greenroom_idle_since"
+
+
+def create_engine(
+    url: str, *, ping_after_idle: float = PING_AFTER_IDLE, **kwargs: Any
+) -> sa.Engine:
     """An engine for ``url`` with the settings Greenroom needs on each database.
 
     ``ping_after_idle`` (PostgreSQL): seconds after which an idle pooled connection is checked
-    before use (:data:`PING_AFTER_IDLE` by default; 0 checks every checkout).
+    before use (0 checks every checkout).
     """
-    if ping_after_idle is None:
-        ping_after_idle = PING_AFTER_IDLE
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite"):
@@ -99,11 +104,6 @@ def create_engine(url: str, *, ping_after_idle: float | None = None, **kwargs: A
     engine = sa.create_engine(url, **kwargs)
     _ping_after_idle(engine, ping_after_idle)
     return engine
-
-
-#: A pooled PostgreSQL connection idle for longer than this is checked before it is handed out.
-PING_AFTER_IDLE = 5.0
-_IDLE_SINCE = "greenroom_idle_since"
 
 
 def _ping_after_idle(engine: sa.Engine, seconds: float) -> None:

@@ -139,9 +139,19 @@ def filter_clause(sets: Sequence[FilterSet]) -> sa.ColumnElement[bool]:
     return SERVED if conditions is None else sa.and_(SERVED, conditions)
 
 
+def searched_text(term: str) -> str:
+    """What a full-text term looks for: trimmed and lower-cased, as search values are stored."""
+    return term.strip().lower()
+
+
+def searched_keys(fields: Sequence[str]) -> list[str]:
+    """The search keys of ``fullTextFilterFields``: lower-cased, each once, in order."""
+    return list(dict.fromkeys(f.lower() for f in fields if f))
+
+
 def like_pattern(term: str) -> str:
     """``%term%`` for ``LIKE ... ESCAPE '\\'``, lower-cased, with ``%``, ``_``, ``\\`` literal."""
-    escaped = term.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = searched_text(term).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 
@@ -174,7 +184,7 @@ def full_text_refs(term: str | None, fields: Sequence[str]) -> sa.Subquery | Non
         return None
     value = search.c.value if TRIGRAM_WORD.search(term) else search.c.value.concat("")
     like = value.like(like_pattern(term), escape="\\")
-    keys = list(dict.fromkeys(f.lower() for f in fields if f))
+    keys = searched_keys(fields)
     if not keys:
         return sa.select(search.c.ref).where(like).distinct().subquery("matches")
     parts = []

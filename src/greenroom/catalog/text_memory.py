@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from greenroom.catalog.queries import searched_keys, searched_text
 from greenroom.catalog.tables import search
 from greenroom.catalog.text_index import TEXT_KEYS
 from greenroom.db import read_generation
@@ -62,9 +63,7 @@ class _Column:
                 at = end + len(SEPARATOR)  # one match per value is enough
             else:
                 at += 1  # the match spans a separator: look again inside the next value
-            if at > len(text):
-                break
-            at = text.find(term, at)
+            at = text.find(term, at)  # -1 once past the end
         return found
 
 
@@ -82,7 +81,7 @@ class TextSnapshot:
         generation = read_generation(connection)
         refs: list[str] = []
         index: dict[str, int] = {}
-        parts: dict[str, tuple[list[str], array[int], array[int], list[int]]] = {}
+        parts: dict[str, tuple[list[str], array[int]]] = {}
         rows = connection.execute(
             sa.select(search.c.key, search.c.value, search.c.ref).where(
                 search.c.key.in_(list(TEXT_KEYS)), search.c.value.is_not(None)
@@ -93,17 +92,16 @@ class TextSnapshot:
             if owner is None:
                 owner = index[ref] = len(refs)
                 refs.append(ref)
-            values, starts, owners, length = parts.setdefault(
-                key, ([], array("q"), array("q"), [0])
-            )
-            starts.append(length[0])
-            owners.append(owner)
+            values, owners = parts.setdefault(key, ([], array("q")))
             values.append(value)
-            length[0] += len(value) + len(SEPARATOR)
-        columns = {
-            key: _Column(SEPARATOR.join(values), starts, owners)
-            for key, (values, starts, owners, _) in parts.items()
-        }
+            owners.append(owner)
+        columns = {}
+        for key, (values, owners) in parts.items():
+            starts, at = array("q"), 0
+            for value in values:
+                starts.append(at)
+                at += len(value) + len(SEPARATOR)
+            columns[key] = _Column(SEPARATOR.join(values), starts, owners)
         return cls(generation, refs, columns)
 
     def refs_matching(self, term: str, keys: Sequence[str]) -> list[str]:
@@ -129,8 +127,8 @@ class TextMatcher:
         """The refs matching ``term`` in ``fields``, or ``None`` when the database must answer:
         turned off, a key outside :data:`TEXT_KEYS` (or none: every key), or the copy is out of
         date while another thread is building the next one."""
-        keys = list(dict.fromkeys(f.lower() for f in fields if f))
-        wanted = term.strip().lower()
+        keys = searched_keys(fields)
+        wanted = searched_text(term)
         if not self.enabled or not keys or not wanted or any(k not in TEXT_KEYS for k in keys):
             return None
         snapshot = self._snapshot
