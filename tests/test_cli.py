@@ -98,3 +98,20 @@ def test_db_upgrade_creates_the_tables(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stdout
+
+
+def test_the_main_module_imports_nothing_until_it_runs() -> None:
+    """The parser's worker processes import the main module again (multiprocessing's spawn),
+    for ``python -m greenroom`` and for the ``greenroom`` script alike: each would otherwise
+    load the whole server, 32 MiB and half a second, to parse YAML."""
+    code = (
+        "import sys, greenroom.__main__; "
+        "print(sorted(m for m in sys.modules if m.startswith(('greenroom.', 'fastapi', 'typer'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.strip() == "['greenroom.__main__']"
+    script = Path(sys.executable).parent / "greenroom"
+    if script.exists():  # the installed command goes through the same light module
+        assert "from greenroom.__main__ import run" in script.read_text()

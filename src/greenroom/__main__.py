@@ -1,7 +1,17 @@
-"""``python -m greenroom`` runs the ``greenroom`` command."""
+"""``python -m greenroom`` and the ``greenroom`` command.
 
-from greenroom.cli import main
+Kept light on purpose: multiprocessing's spawn (the ingestion parser's worker processes) imports
+the main module again in each worker, and ``greenroom.cli`` brings the whole server (32 MiB and
+half a second more per worker for nothing).
+"""
 
-# Guarded: worker processes (the ingestion parser's) import the main module again.
-if __name__ == "__main__":
+
+def run() -> None:
+    """Run the ``greenroom`` command."""
+    from greenroom.cli import main
+
     main()
+
+
+if __name__ == "__main__":
+    run()

@@ -87,9 +87,11 @@ def create_engine(
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            # Index maintenance of a large catalog wants more than the default 2 MiB of cache;
-            # the cache is per connection, so it is kept modest (the pool below is small too).
-            cursor.execute("PRAGMA cache_size=-16384")
+            # SQLite's default page cache (2 MiB), per connection: the operating system caches
+            # the file anyway. 16 MiB made no measurable difference to a first load of 50,000
+            # entities (56.5 against 58.5 s), and cost up to 14 MiB of resident memory more per
+            # pooled connection once it had served a large listing.
+            cursor.execute("PRAGMA cache_size=-2048")
             cursor.execute("PRAGMA temp_store=MEMORY")
             cursor.close()
 

@@ -327,3 +327,41 @@ def test_facets_follow_writes_of_any_app_on_the_database(make_catalog: Any) -> N
     }
     assert first.get("/entity-facets", params=params) == gone
     assert second.get("/entity-facets", params=params) == gone
+
+
+def test_by_query_reads_in_one_round_trip_each_unless_the_database_matches(
+    catalog: Any, make_catalog: Any
+) -> None:
+    """On PostgreSQL a by-query answered from the copy in memory (or without a term) sends its
+    statements alone, no BEGIN and ROLLBACK around them; matching in SQL needs a transaction
+    for its planner setting (``SET LOCAL``), which must then hold."""
+    if catalog.context.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite reads make no round trips")
+    from psycopg.pq import TransactionStatus
+
+    def statuses(app: Any, params: dict[str, str]) -> tuple[list[bool], list[str]]:
+        """Whether a transaction was open when each statement was sent; the found names."""
+        seen: list[bool] = []
+
+        def record(conn: sa.Connection, *_: Any) -> None:
+            raw = conn.connection.dbapi_connection
+            seen.append(raw.info.transaction_status == TransactionStatus.INTRANS)
+
+        engine = app.context.engine
+        sa.event.listen(engine, "before_cursor_execute", record)
+        try:
+            found = app.get("/entities/by-query", params={**params, "orderField": "metadata.name"})
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", record)
+        return seen, [e["metadata"]["name"] for e in found["items"]]
+
+    term = {"fullTextFilterTerm": "uptime", "fullTextFilterFields": "metadata.title"}
+    uptime = ["svc-01", "svc-17", "Svc_09.core"]
+    statuses(catalog, term)  # the copy in memory is built
+    sent, names = statuses(catalog, term)
+    assert names == uptime and len(sent) >= 2 and not any(sent)
+    sent, names = statuses(catalog, {"filter": "kind=user"})
+    assert names == ["user-0", "user-1", "user-2"] and not any(sent)
+    database = make_catalog(config={"catalog": {"fullTextInMemory": False}})
+    sent, names = statuses(database, term)
+    assert names == uptime and sent[1:] and all(sent[1:])  # SET LOCAL, then in its transaction

@@ -8,6 +8,8 @@ Backstage's error shape by the app (see :mod:`greenroom.errors`).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -136,22 +138,30 @@ def router(context: AppContext) -> APIRouter:
     service(context)
     api = APIRouter(prefix="/api/catalog", tags=["catalog"])
     engine = context.engine
-    reads = reader(engine)  # single statements; by-query and whole listings keep `engine`
+    reads = reader(engine)  # single statements; whole listings keep `engine`
     facet_cache = GenerationCache()
     text_matcher = TextMatcher(enabled=context.config.catalog.full_text_in_memory)
 
-    def full_text_matches(
-        conn: sa.Connection, term: str | None, fields: list[str]
-    ) -> sa.Subquery | None:
-        """The entities matching a full-text term (``None`` without one): from this process's
-        copy of the searched keys where it can answer (``text_memory.py``), else the database's."""
+    @contextmanager
+    def query_connection(
+        term: str | None, fields: list[str]
+    ) -> Iterator[tuple[sa.Connection, sa.Subquery | None]]:
+        """A connection for a by-query, and the entities matching its full-text term (``None``
+        without one): from this process's copy of the searched keys where it can answer
+        (``text_memory.py``), on an autocommit connection like other single reads; else the
+        database's, in a transaction, which its planner setting needs (``SET LOCAL``)."""
         if not term or not term.strip():
-            return None
-        refs = text_matcher.refs(conn, term, fields)
-        if refs is not None:
-            return queries.listed_refs(refs, conn.dialect.name)
-        queries.plan_for_text_indexes(conn)
-        return queries.full_text_refs(term, fields)
+            with reads.connect() as conn:
+                yield conn, None
+            return
+        with reads.connect() as conn:
+            refs = text_matcher.refs(conn, term, fields)
+            if refs is not None:
+                yield conn, queries.listed_refs(refs, conn.dialect.name)
+                return
+        with engine.connect() as conn:
+            queries.plan_for_text_indexes(conn)
+            yield conn, queries.full_text_refs(term, fields)
 
     def served(where: sa.ColumnElement[bool], missing: str) -> Response:
         """The one served entity matching ``where``, as stored, or 404 with ``missing``."""
@@ -232,8 +242,7 @@ def router(context: AppContext) -> APIRouter:
         page = 200 if limit is None else limit
         sets = queries.parse_filters(state.filter)
         count = state.total is None and state.totalItems == "include"
-        with engine.connect() as conn:
-            matches = full_text_matches(conn, state.term, state.termFields)
+        with query_connection(state.term, state.termFields) as (conn, matches):
             if matches is not None:
                 # The total comes in the same pass as the page (a window over the matches).
                 query = queries.text_page(
