@@ -21,7 +21,7 @@ def test_migrations_and_statistics(database_url: str) -> None:
     db.refresh_statistics(engine)  # VACUUM must run outside a transaction on PostgreSQL
     with engine.connect() as conn:
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0008"
+        assert version == "0009"
         if conn.dialect.name == "postgresql":
             names = conn.execute(sa.text("SELECT stxname FROM pg_statistic_ext")).scalars().all()
             assert "catalog_search_key_value_stats" in names
@@ -157,4 +157,48 @@ def test_reads_on_postgresql_need_no_transaction_and_leave_none_behind(database_
         conn.execute(sa.text("SELECT 1")).all()
         assert conn.connection.dbapi_connection is raw  # the same connection, from the pool
         assert raw.info.transaction_status == TransactionStatus.INTRANS
+    engine.dispose()
+
+
+def test_search_rows_keep_through_the_foreign_key_migration(database_url: str) -> None:
+    """0009 drops the foreign key of ``catalog_search`` (SQLite by copying the table): rows
+    and indexes stay, and a search row no longer needs its entity; downgrading restores it."""
+    engine = db.create_engine(database_url)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS))
+
+    def migrate(to: str, down: bool = False) -> None:
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            (command.downgrade if down else command.upgrade)(cfg, to)
+
+    def state() -> tuple[list[tuple[str, str, str]], set[str], int]:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT ref, key, value FROM catalog_search").all()
+            inspector = sa.inspect(conn)
+            indexes = {ix["name"] for ix in inspector.get_indexes("catalog_search")}
+            keys = len(inspector.get_foreign_keys("catalog_search"))
+        return [tuple(r) for r in rows], indexes, keys
+
+    migrate("0008")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO catalog_entities (ref, uid, kind, namespace, name, origin_key, "
+            "location_key, updated_at) VALUES ('component:default/a', 'u', 'Component', "
+            "'default', 'a', 'o', 'l', '2026-01-01 00:00:00')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO catalog_search (ref, key, value, original_value) "
+            "VALUES ('component:default/a', 'kind', 'component', 'Component')"
+        )
+    rows, indexes, keys = state()
+    wanted = {"ix_catalog_search_key_value", "ix_catalog_search_ref_key"}
+    assert keys == 1 and wanted <= indexes
+    migrate("head")
+    assert state() == (rows, indexes, 0)
+    with engine.begin() as conn:  # no entity behind it: accepted now
+        conn.exec_driver_sql("INSERT INTO catalog_search (ref, key) VALUES ('x:default/y', 'k')")
+        conn.exec_driver_sql("DELETE FROM catalog_search WHERE ref = 'x:default/y'")
+    migrate("0008", down=True)
+    assert state() == (rows, indexes, 1)
     engine.dispose()

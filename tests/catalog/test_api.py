@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.catalog.test_ingestion import ORG
+from tests.catalog.test_ingestion import ORG, search_rows_of
 
 TEAM = """
 apiVersion: backstage.io/v1alpha1
@@ -142,6 +142,7 @@ def test_delete_by_uid_removes_until_next_refresh(catalog: Any) -> None:
     uid = catalog.entity("component", "svc-01")["metadata"]["uid"]
     assert catalog.client.delete(f"/api/catalog/entities/by-uid/{uid}").status_code == 204
     assert catalog.status("component", "svc-01") == 404
+    assert search_rows_of(catalog, "component:default/svc-01") == 0
     catalog.refresh()
     assert catalog.status("component", "svc-01") == 200
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -174,6 +175,18 @@ def test_orphan_strategy_delete_removes_them(make_catalog) -> None:
     assert ("dependsOn", "resource:default/billing-db") in relations(
         catalog.entity("component", "billing")
     )
+    assert search_rows_of(catalog, "resource:default/billing-db") == 0  # nothing left behind
+    assert search_rows_of(catalog, "component:default/billing") > 0
+
+
+def search_rows_of(catalog: Any, ref: str) -> int:
+    """How many filter rows the database holds for ``ref``."""
+    with catalog.context.engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text("SELECT count(*) FROM catalog_search WHERE ref = :ref"), {"ref": ref}
+            ).scalar_one()
+        )
 
 
 def test_a_file_gone_for_a_moment_keeps_its_entities(make_catalog) -> None:

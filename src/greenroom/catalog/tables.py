@@ -4,7 +4,8 @@
 - ``catalog_entities``: one row per entity: the processed entity, its problems, and the final
   (stitched) entity that the API serves; ``final`` is NULL while an entity cannot be served.
 - ``catalog_relations``: relations, each attributed to the entity whose processing emitted it.
-- ``catalog_search``: the final entity flattened into ``key = value`` rows for filters and facets.
+- ``catalog_search``: the final entity flattened into ``key = value`` rows for filters and facets
+  (served entities only; written and deleted with the entity's stitch).
 - ``catalog_stitch_queue``: entities whose relations changed through another entity's write,
   waiting to be stitched at the end of the root (a table of its own: a mark is a tiny row).
 - ``catalog_roots``: when each root location is next due, and which replica holds its lease.
@@ -74,9 +75,8 @@ relations = sa.Table(
 search = sa.Table(
     "catalog_search",
     metadata,
-    sa.Column(
-        "ref", REF, sa.ForeignKey("catalog_entities.ref", ondelete="CASCADE"), nullable=False
-    ),
+    # No foreign key (migration 0009): rows are written and deleted with their entity's stitch.
+    sa.Column("ref", REF, nullable=False),
     sa.Column("key", sa.String(255), nullable=False),
     sa.Column("value", sa.String(255), nullable=True),
     sa.Column("original_value", sa.String(255), nullable=True),
