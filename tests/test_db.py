@@ -202,3 +202,45 @@ def test_search_rows_keep_through_the_foreign_key_migration(database_url: str) -
     migrate("0008", down=True)
     assert state() == (rows, indexes, 1)
     engine.dispose()
+
+
+def test_sqlite_reads_open_no_transaction_and_reuse_pooled_connections(
+    database_url: str,
+) -> None:
+    """On SQLite a read through ``reader`` sends no ``BEGIN`` (each statement is its own read
+    transaction), the engine's own connections still do, and eight threads reading at once
+    keep reusing the pool's connections instead of opening one per request."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL's reader is covered by the round-trip test")
+    engine = db.create_engine(database_url)
+    db.upgrade(engine)
+    with db.reader(engine).connect() as conn:
+        conn.execute(sa.text("SELECT 1")).all()
+        assert not conn.connection.dbapi_connection.in_transaction  # type: ignore[union-attr]
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1")).all()
+        assert conn.connection.dbapi_connection.in_transaction  # type: ignore[union-attr]
+    opened: list[int] = []
+    sa.event.listen(engine, "connect", lambda *_: opened.append(1))
+    together = threading.Barrier(8)
+
+    failures: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for _ in range(5):  # five rounds of eight requests in flight at once
+                with db.reader(engine).connect() as conn:
+                    conn.execute(sa.text("SELECT count(*) FROM catalog_entities")).all()
+                    together.wait(10)
+                together.wait(10)  # every connection back in the pool before the next round
+        except BaseException as exc:  # reported below, from the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    assert len(opened) <= 8  # at most one per thread, kept in the pool: not one per read
+    engine.dispose()
