@@ -95,7 +95,10 @@ def create_engine(
             # entities (56.5 against 58.5 s), and cost up to 14 MiB of resident memory more per
             # pooled connection once it had served a large listing.
             cursor.execute("PRAGMA cache_size=-2048")
-            cursor.execute("PRAGMA temp_store=MEMORY")
+            # Temporary files stay files (SQLite's default): building the deferred indexes of
+            # a first load sorts every search row, and with temp_store=MEMORY that sort sat in
+            # the process (50,000 entities: peak 429 MiB, against 303 with files, no slower).
+            cursor.execute("PRAGMA temp_store=FILE")
             cursor.close()
 
         @sa.event.listens_for(engine, "begin")
