@@ -172,11 +172,14 @@ def test_search_rows_keep_through_the_foreign_key_migration(database_url: str) -
             cfg.attributes["connection"] = connection
             (command.downgrade if down else command.upgrade)(cfg, to)
 
-    def state() -> tuple[list[tuple[str, str, str]], set[str], int]:
+    def state() -> tuple[list[tuple[str, str, str]], set[tuple[str, tuple[str, ...]]], int]:
         with engine.connect() as conn:
             rows = conn.exec_driver_sql("SELECT ref, key, value FROM catalog_search").all()
             inspector = sa.inspect(conn)
-            indexes = {ix["name"] for ix in inspector.get_indexes("catalog_search")}
+            indexes = {
+                (ix["name"], tuple(ix["column_names"]))
+                for ix in inspector.get_indexes("catalog_search")
+            }
             keys = len(inspector.get_foreign_keys("catalog_search"))
         return [tuple(r) for r in rows], indexes, keys
 
@@ -192,14 +195,16 @@ def test_search_rows_keep_through_the_foreign_key_migration(database_url: str) -
             "VALUES ('component:default/a', 'kind', 'component', 'Component')"
         )
     rows, indexes, keys = state()
-    wanted = {"ix_catalog_search_key_value", "ix_catalog_search_ref_key"}
+    wanted = {
+        ("ix_catalog_search_key_value", ("key", "value", "ref")),
+        ("ix_catalog_search_ref_key", ("ref", "key", "value")),
+    }
     assert keys == 1 and wanted <= indexes
     migrate("head")
     assert state() == (rows, indexes, 0)
     with engine.begin() as conn:  # no entity behind it: accepted now
         conn.exec_driver_sql("INSERT INTO catalog_search (ref, key) VALUES ('x:default/y', 'k')")
-        conn.exec_driver_sql("DELETE FROM catalog_search WHERE ref = 'x:default/y'")
-    migrate("0008", down=True)
+    migrate("0008", down=True)  # the row the key would refuse goes first
     assert state() == (rows, indexes, 1)
     engine.dispose()
 
@@ -216,10 +221,18 @@ def test_sqlite_reads_open_no_transaction_and_reuse_pooled_connections(
     db.upgrade(engine)
     with db.reader(engine).connect() as conn:
         conn.execute(sa.text("SELECT 1")).all()
-        assert not conn.connection.dbapi_connection.in_transaction  # type: ignore[union-attr]
-    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None and not raw.in_transaction  # type: ignore[attr-defined]
+    with db.write_transaction(engine) as conn:  # the same connection, a transaction again
+        assert conn.connection.dbapi_connection is raw
         conn.execute(sa.text("SELECT 1")).all()
-        assert conn.connection.dbapi_connection.in_transaction  # type: ignore[union-attr]
+        assert raw.in_transaction  # type: ignore[attr-defined]
+    # A write through the reader would have no transaction: refused.
+    with (
+        pytest.raises(RuntimeError, match="needs the engine"),
+        db.write_transaction(db.reader(engine)),
+    ):
+        pass
     opened: list[int] = []
     sa.event.listen(engine, "connect", lambda *_: opened.append(1))
     together = threading.Barrier(8)

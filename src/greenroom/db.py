@@ -105,6 +105,8 @@ def create_engine(
         def _begin(connection: sa.Connection) -> None:
             options = connection.get_execution_options()
             if options.get(_NO_TRANSACTION):
+                if options.get("greenroom_write"):
+                    raise RuntimeError("write_transaction needs the engine, not db.reader's")
                 return  # a reader's single statements: SQLite wraps each in its own
             connection.exec_driver_sql(
                 "BEGIN IMMEDIATE" if options.get("greenroom_write") else "BEGIN"

@@ -27,6 +27,7 @@ depends_on = None
 
 REF = sa.String(512)
 FOREIGN_KEY = "catalog_search_ref_fkey"  # PostgreSQL's name for it (0001 gave none)
+ORPHANS = "DELETE FROM catalog_search WHERE ref NOT IN (SELECT ref FROM catalog_entities)"
 
 
 def _search(foreign_key: bool) -> sa.Table:
@@ -53,12 +54,16 @@ def _copy(foreign_key: bool) -> None:
 
 def upgrade() -> None:
     if op.get_context().dialect.name == "postgresql":
-        op.drop_constraint(FOREIGN_KEY, "catalog_search", type_="foreignkey")
+        # By the name the database gave it (a restored or hand-made schema may differ).
+        for key in sa.inspect(op.get_bind()).get_foreign_keys("catalog_search"):
+            if key["referred_table"] == "catalog_entities" and key["name"]:
+                op.drop_constraint(key["name"], "catalog_search", type_="foreignkey")
     else:
         _copy(foreign_key=False)
 
 
 def downgrade() -> None:
+    op.execute(ORPHANS)  # rows the key would refuse (none, unless something went wrong)
     if op.get_context().dialect.name == "postgresql":
         op.create_foreign_key(
             FOREIGN_KEY, "catalog_search", "catalog_entities", ["ref"], ["ref"], ondelete="CASCADE"
