@@ -64,14 +64,20 @@ def test_every_data_write_changes_the_generation(database_url: str) -> None:
     engine.dispose()
 
 
-def test_stitch_marks_survive_the_move_to_their_own_table(database_url: str) -> None:
-    """A mark left by a replica that died before the upgrade is still stitched after it."""
-    engine = db.create_engine(database_url)
+def migrate(engine: sa.Engine, to: str, *, down: bool = False) -> None:
+    """Upgrade (or downgrade) the database of ``engine`` to revision ``to``."""
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(db.MIGRATIONS))
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "0004")
+        (command.downgrade if down else command.upgrade)(cfg, to)
+
+
+def test_stitch_marks_survive_the_move_to_their_own_table(database_url: str) -> None:
+    """A mark left by a replica that died before the upgrade is still stitched after it."""
+    engine = db.create_engine(database_url)
+    migrate(engine, "0004")
+    with engine.begin() as connection:
         for ref, mark in (("component:default/a", "true"), ("component:default/b", "false")):
             connection.exec_driver_sql(
                 "INSERT INTO catalog_entities (ref, uid, kind, namespace, name, origin_key, "
@@ -149,6 +155,11 @@ def test_reads_on_postgresql_need_no_transaction_and_leave_none_behind(database_
     from psycopg.pq import TransactionStatus
 
     engine = db.create_engine(database_url, pool_size=1, max_overflow=0)
+    with (  # a write through the reader would hold no lock and commit statement by statement
+        pytest.raises(RuntimeError, match="needs the engine"),
+        db.write_transaction(db.reader(engine)),
+    ):
+        pass
     with db.reader(engine).connect() as conn:
         conn.execute(sa.text("SELECT 1")).all()
         raw = conn.connection.dbapi_connection
@@ -164,13 +175,6 @@ def test_search_rows_keep_through_the_foreign_key_migration(database_url: str) -
     """0009 drops the foreign key of ``catalog_search`` (SQLite by copying the table): rows
     and indexes stay, and a search row no longer needs its entity; downgrading restores it."""
     engine = db.create_engine(database_url)
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(db.MIGRATIONS))
-
-    def migrate(to: str, down: bool = False) -> None:
-        with engine.begin() as connection:
-            cfg.attributes["connection"] = connection
-            (command.downgrade if down else command.upgrade)(cfg, to)
 
     def state() -> tuple[list[tuple[str, str, str]], set[tuple[str, tuple[str, ...]]], int]:
         with engine.connect() as conn:
@@ -183,7 +187,7 @@ def test_search_rows_keep_through_the_foreign_key_migration(database_url: str) -
             keys = len(inspector.get_foreign_keys("catalog_search"))
         return [tuple(r) for r in rows], indexes, keys
 
-    migrate("0008")
+    migrate(engine, "0008")
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "INSERT INTO catalog_entities (ref, uid, kind, namespace, name, origin_key, "
@@ -200,11 +204,11 @@ def test_search_rows_keep_through_the_foreign_key_migration(database_url: str) -
         ("ix_catalog_search_ref_key", ("ref", "key", "value")),
     }
     assert keys == 1 and wanted <= indexes
-    migrate("head")
+    migrate(engine, "head")
     assert state() == (rows, indexes, 0)
     with engine.begin() as conn:  # no entity behind it: accepted now
         conn.exec_driver_sql("INSERT INTO catalog_search (ref, key) VALUES ('x:default/y', 'k')")
-    migrate("0008", down=True)  # the row the key would refuse goes first
+    migrate(engine, "0008", down=True)  # the row the key would refuse goes first
     assert state() == (rows, indexes, 1)
     engine.dispose()
 

@@ -105,8 +105,6 @@ def create_engine(
         def _begin(connection: sa.Connection) -> None:
             options = connection.get_execution_options()
             if options.get(_NO_TRANSACTION):
-                if options.get("greenroom_write"):
-                    raise RuntimeError("write_transaction needs the engine, not db.reader's")
                 return  # a reader's single statements: SQLite wraps each in its own
             connection.exec_driver_sql(
                 "BEGIN IMMEDIATE" if options.get("greenroom_write") else "BEGIN"
@@ -150,6 +148,9 @@ def _ping_after_idle(engine: sa.Engine, seconds: float) -> None:
             raise
 
 
+#: Set by :func:`reader` on SQLite: its connections send no ``BEGIN``.
+_NO_TRANSACTION = "greenroom_no_transaction"
+
 WRITE_LOCK = 0x67726E  # "grn": the advisory lock key of catalog writes on PostgreSQL
 
 
@@ -175,7 +176,13 @@ def write_transaction(
     next walk writes it again): PostgreSQL then acknowledges the commit before its WAL reaches
     the disk (``synchronous_commit = off``; a crash loses the last moments, never consistency).
     SQLite in WAL mode with ``synchronous=NORMAL`` already works that way.
+
+    Not on :func:`reader`'s engine: its connections open no transaction, so the lock would not
+    hold and each statement would commit on its own.
     """
+    options = engine.get_execution_options()
+    if options.get(_NO_TRANSACTION) or options.get("isolation_level") == "AUTOCOMMIT":
+        raise RuntimeError("write_transaction needs the engine, not db.reader's")
     with engine.connect() as connection:
         connection.execution_options(greenroom_write=True)
         with connection.begin():
@@ -193,9 +200,6 @@ def write_transaction(
                     .where(generation.c.id == 1)
                     .values(generation=generation.c.generation + 1)
                 )
-
-
-_NO_TRANSACTION = "greenroom_no_transaction"
 
 
 def reader(engine: sa.Engine) -> sa.Engine:
