@@ -261,3 +261,23 @@ def test_sqlite_reads_open_no_transaction_and_reuse_pooled_connections(
     assert not failures
     assert len(opened) <= 8  # at most one per thread, kept in the pool: not one per read
     engine.dispose()
+
+
+def test_a_first_load_interrupted_before_0007_does_not_stop_the_upgrade(
+    database_url: str,
+) -> None:
+    """A first load drops ``ix_catalog_search_key_value`` and builds it at its end: a database
+    left without it (the load was killed) must still upgrade, and gets the index back."""
+    engine = db.create_engine(database_url)
+    migrate(engine, "0006")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_catalog_search_key_value")
+    migrate(engine, "head")
+    with engine.connect() as conn:
+        indexes = {
+            ix["name"]: tuple(ix["column_names"])
+            for ix in sa.inspect(conn).get_indexes("catalog_search")
+        }
+    assert indexes["ix_catalog_search_key_value"] == ("key", "value", "ref")
+    migrate(engine, "0006", down=True)
+    engine.dispose()

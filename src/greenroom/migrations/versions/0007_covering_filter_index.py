@@ -26,7 +26,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.drop_index("ix_catalog_search_key_value", "catalog_search")
+    # The index may be missing: a first load drops it and builds it at its end, so a database
+    # whose first load was interrupted before 0007 existed has none (it is built below).
+    op.drop_index("ix_catalog_search_key_value", "catalog_search", if_exists=True)
     op.create_index("ix_catalog_search_key_value", "catalog_search", ["key", "value", "ref"])
     op.create_index(
         "ix_catalog_entities_kind_ref", "catalog_entities", [sa.text("lower(kind)"), "ref"]
@@ -35,5 +37,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_catalog_entities_kind_ref", "catalog_entities")
-    op.drop_index("ix_catalog_search_key_value", "catalog_search")
+    op.drop_index("ix_catalog_search_key_value", "catalog_search", if_exists=True)
     op.create_index("ix_catalog_search_key_value", "catalog_search", ["key", "value"])
