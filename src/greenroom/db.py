@@ -106,9 +106,7 @@ def create_engine(
             options = connection.get_execution_options()
             if options.get(_NO_TRANSACTION):
                 return  # a reader's single statements: SQLite wraps each in its own
-            connection.exec_driver_sql(
-                "BEGIN IMMEDIATE" if options.get("greenroom_write") else "BEGIN"
-            )
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE) else "BEGIN")
 
         return engine
     kwargs.setdefault("pool_size", 10)
@@ -150,6 +148,8 @@ def _ping_after_idle(engine: sa.Engine, seconds: float) -> None:
 
 #: Set by :func:`reader` on SQLite: its connections send no ``BEGIN``.
 _NO_TRANSACTION = "greenroom_no_transaction"
+#: Set by :func:`write_transaction`: on SQLite its transaction begins ``IMMEDIATE``.
+_WRITE = "greenroom_write"
 
 WRITE_LOCK = 0x67726E  # "grn": the advisory lock key of catalog writes on PostgreSQL
 
@@ -184,7 +184,7 @@ def write_transaction(
     if options.get(_NO_TRANSACTION) or options.get("isolation_level") == "AUTOCOMMIT":
         raise RuntimeError("write_transaction needs the engine, not db.reader's")
     with engine.connect() as connection:
-        connection.execution_options(greenroom_write=True)
+        connection.execution_options(**{_WRITE: True})
         with connection.begin():
             if connection.dialect.name == "postgresql":
                 connection.execute(
