@@ -292,7 +292,7 @@ def test_stitch_deletes_by_ref_use_the_index_while_a_load_outgrows_its_statistic
     stitch's ``DELETE ... WHERE ref IN (500 refs)`` as a scan of the whole table (over a second
     a statement at 250,000 entities). Migration 0010 gives it rows per ref as a fraction, and
     an existing database gets it on upgrade. SQLite keeps the table sizes of its last
-    ``ANALYZE`` (as counts): its plans must hold too once ingestion has sampled."""
+    ``ANALYZE`` as counts, planned that delete as a scan here, and needs ingestion's samples."""
     from greenroom.catalog.tables import relations, search
 
     engine = db.create_engine(database_url)
@@ -339,6 +339,12 @@ def test_stitch_deletes_by_ref_use_the_index_while_a_load_outgrows_its_statistic
 
     load(refs[:300])
     db.refresh_statistics(engine)  # the pass that loaded the small catalog
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:  # the statistics were committed (10,800 rows, 36 a ref)
+            stat = conn.exec_driver_sql(
+                "SELECT stat FROM sqlite_stat1 WHERE idx = 'ix_catalog_search_ref_key'"
+            ).scalar()
+        assert stat is not None and stat.startswith("10800 36 ")
     migrate(engine, "head")
     load(refs[300:])  # twenty times the rows, no statistics since
     postgresql = engine.dialect.name == "postgresql"
