@@ -293,9 +293,12 @@ def test_stitch_deletes_by_ref_use_the_index_while_a_load_outgrows_its_statistic
     a statement at 250,000 entities). Migration 0010 gives it rows per ref as a fraction, and
     an existing database gets it on upgrade. SQLite keeps the table sizes of its last
     ``ANALYZE`` as counts, planned that delete as a scan here, and needs ingestion's samples."""
+    from greenroom.catalog.ingest.engine import RELATION_COLUMNS
+    from greenroom.catalog.stitch import SEARCH_COLUMNS
     from greenroom.catalog.tables import relations, search
 
     engine = db.create_engine(database_url)
+    postgresql = engine.dialect.name == "postgresql"
     migrate(engine, "0009")
     refs = [f"component:default/service-{i:05d}" for i in range(6000)]
     some = refs[::12][:500]
@@ -313,13 +316,13 @@ def test_stitch_deletes_by_ref_use_the_index_while_a_load_outgrows_its_statistic
             db.bulk_insert(
                 conn,
                 search,
-                ["ref", "key", "value", "original_value"],
+                SEARCH_COLUMNS,
                 ((ref, f"spec.field{k}", f"v{k}", f"V{k}") for ref in part for k in range(36)),
             )
             db.bulk_insert(
                 conn,
                 relations,
-                ["originating_ref", "source_ref", "type", "target_ref"],
+                RELATION_COLUMNS,
                 (
                     (ref, ref, "dependsOn", f"component:default/lib-{k}")
                     for ref in part
@@ -331,7 +334,7 @@ def test_stitch_deletes_by_ref_use_the_index_while_a_load_outgrows_its_statistic
         with engine.connect() as conn:
             for index, statement in statements.items():
                 sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
-                explain = "EXPLAIN " if conn.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN "
+                explain = "EXPLAIN " if postgresql else "EXPLAIN QUERY PLAN "
                 plan = " ".join(str(row) for row in conn.exec_driver_sql(explain + sql))
                 assert "Seq Scan" not in plan and "SCAN catalog" not in plan, plan
                 assert index in plan, plan
@@ -339,7 +342,7 @@ def test_stitch_deletes_by_ref_use_the_index_while_a_load_outgrows_its_statistic
 
     load(refs[:300])
     db.refresh_statistics(engine)  # the pass that loaded the small catalog
-    if engine.dialect.name == "sqlite":
+    if not postgresql:
         with engine.connect() as conn:  # the statistics were committed (10,800 rows, 36 a ref)
             stat = conn.exec_driver_sql(
                 "SELECT stat FROM sqlite_stat1 WHERE idx = 'ix_catalog_search_ref_key'"
@@ -347,7 +350,6 @@ def test_stitch_deletes_by_ref_use_the_index_while_a_load_outgrows_its_statistic
         assert stat is not None and stat.startswith("10800 36 ")
     migrate(engine, "head")
     load(refs[300:])  # twenty times the rows, no statistics since
-    postgresql = engine.dialect.name == "postgresql"
     if postgresql:
         check_plans()  # the fraction holds however far the table grew
         with engine.connect() as conn:

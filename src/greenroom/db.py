@@ -8,7 +8,7 @@ psycopg 3 is for production. Every capability declares its tables on :data:`meta
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -104,10 +104,9 @@ def create_engine(
         @sa.event.listens_for(engine, "begin")
         def _begin(connection: sa.Connection) -> None:
             options = connection.get_execution_options()
-            if options.get(_NO_TRANSACTION) or options.get("isolation_level") == "AUTOCOMMIT":
-                # A reader's single statements, or autocommit asked for: SQLite wraps each
-                # statement in its own transaction. (A BEGIN here would never be committed:
-                # SQLAlchemy does not commit in autocommit, and the pool rolls back.)
+            if _without_transaction(options):
+                # SQLite wraps each statement in its own transaction. (A BEGIN here would never
+                # be committed: SQLAlchemy does not commit in autocommit; the pool rolls back.)
                 return
             connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE) else "BEGIN")
 
@@ -154,6 +153,13 @@ _NO_TRANSACTION = "greenroom_no_transaction"
 #: Set by :func:`write_transaction`: on SQLite its transaction begins ``IMMEDIATE``.
 _WRITE = "greenroom_write"
 
+
+def _without_transaction(options: Mapping[str, Any]) -> bool:
+    """Whether execution ``options`` ask for statements outside a transaction: a reader's
+    (:func:`reader`), or autocommit."""
+    return bool(options.get(_NO_TRANSACTION)) or options.get("isolation_level") == "AUTOCOMMIT"
+
+
 WRITE_LOCK = 0x67726E  # "grn": the advisory lock key of catalog writes on PostgreSQL
 
 
@@ -183,8 +189,7 @@ def write_transaction(
     Not on :func:`reader`'s engine: its connections open no transaction, so the lock would not
     hold and each statement would commit on its own.
     """
-    options = engine.get_execution_options()
-    if options.get(_NO_TRANSACTION) or options.get("isolation_level") == "AUTOCOMMIT":
+    if _without_transaction(engine.get_execution_options()):
         raise RuntimeError("write_transaction needs the engine, not db.reader's")
     with engine.connect() as connection:
         connection.execution_options(**{_WRITE: True})
