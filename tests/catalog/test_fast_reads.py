@@ -2,8 +2,9 @@
 
 Full text: every answer of ``/entities/by-query`` with a term is compared with the definition
 computed in Python from the served entities (Backstage's search rows, substring match, order
-by the smallest value then ref), matched in the process's memory and by the database, with and
-without the trigram indexes; the copy in memory never outlives a write. Facets: the per-process
+by the smallest value, ties by ref in the same direction), matched in the process's memory
+and by the database, with and without the trigram indexes; the copy in memory never outlives
+a write. Facets: the per-process
 cache never outlives a write, also one made by another app on the same database.
 """
 
@@ -122,10 +123,10 @@ def expected(
             continue
         found = values.get(order[0].partition(",")[0].lower())
         out.append((min(found) if found else None, ref))
-    present = sorted((item for item in out if item[0] is not None), key=lambda item: item[1])
-    missing = sorted(ref for value, ref in out if value is None)
     descending = bool(order) and order[0].endswith(",desc")
-    present.sort(key=lambda item: item[0], reverse=descending)  # stable: ties stay by ref
+    # Ties, and entities without a value (last), by ref in the order's direction.
+    present = sorted(((v, r) for v, r in out if v is not None), reverse=descending)
+    missing = sorted((ref for value, ref in out if value is None), reverse=descending)
     return [ref for _, ref in present] + missing
 
 
@@ -332,9 +333,10 @@ def test_facets_follow_writes_of_any_app_on_the_database(make_catalog: Any) -> N
 def test_by_query_reads_in_one_round_trip_each_unless_the_database_matches(
     catalog: Any, make_catalog: Any
 ) -> None:
-    """On PostgreSQL a by-query answered from the copy in memory (or without a term) sends its
-    statements alone, no BEGIN and ROLLBACK around them; matching in SQL needs a transaction
-    for its planner setting (``SET LOCAL``), which must then hold."""
+    """On PostgreSQL a by-query answered from the copy in memory (or without a term and
+    without an order) sends its statements alone, no BEGIN and ROLLBACK around them; matching
+    in SQL, and an ordered page read from the index, need a transaction for their planner
+    settings (``SET LOCAL``), which must then hold."""
     if catalog.context.engine.dialect.name != "postgresql":
         pytest.skip("SQLite reads make no round trips")
     from psycopg.pq import TransactionStatus
@@ -350,18 +352,24 @@ def test_by_query_reads_in_one_round_trip_each_unless_the_database_matches(
         engine = app.context.engine
         sa.event.listen(engine, "before_cursor_execute", record)
         try:
-            found = app.get("/entities/by-query", params={**params, "orderField": "metadata.name"})
+            found = app.get("/entities/by-query", params=params)
         finally:
             sa.event.remove(engine, "before_cursor_execute", record)
         return seen, [e["metadata"]["name"] for e in found["items"]]
 
-    term = {"fullTextFilterTerm": "uptime", "fullTextFilterFields": "metadata.title"}
+    term = {
+        "fullTextFilterTerm": "uptime",
+        "fullTextFilterFields": "metadata.title",
+        "orderField": "metadata.name",
+    }
     uptime = ["svc-01", "svc-17", "Svc_09.core"]
     statuses(catalog, term)  # the copy in memory is built
     sent, names = statuses(catalog, term)
     assert names == uptime and len(sent) >= 2 and not any(sent)
     sent, names = statuses(catalog, {"filter": "kind=user"})
     assert names == ["user-0", "user-1", "user-2"] and not any(sent)
+    sent, names = statuses(catalog, {"filter": "kind=user", "orderField": "metadata.name,desc"})
+    assert names == ["user-2", "user-1", "user-0"] and sent[1:] and all(sent[1:])
     database = make_catalog(config={"catalog": {"fullTextInMemory": False}})
     sent, names = statuses(database, term)
     assert names == uptime and sent[1:] and all(sent[1:])  # SET LOCAL, then in its transaction

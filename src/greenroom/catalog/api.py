@@ -8,7 +8,7 @@ Backstage's error shape by the app (see :mod:`greenroom.errors`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -19,7 +19,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from greenroom.catalog import cursors, queries
+from greenroom.catalog import cursors, pages, queries
 from greenroom.catalog.answers import GenerationCache
 from greenroom.catalog.model.refs import RefError, format_ref, parse_ref
 from greenroom.catalog.tables import entities
@@ -89,7 +89,7 @@ def _initial_query(
             f'Invalid totalItems parameter "{total_items}", expected one of: include, exclude'
         )
     order: list[tuple[str, bool]] = []
-    for item in order_fields[:1]:  # Backstage sorts by the first order field only
+    for item in [field for field in order_fields if field][:1]:  # Backstage: the first only
         key, _, direction = item.partition(",")
         if (direction or "asc") not in ("asc", "desc"):
             raise InvalidInput("Invalid order field order, must be asc or desc")
@@ -105,6 +105,21 @@ def _initial_query(
         offset=offset or 0,
         totalItems="include" if total_items == "include" else "exclude",
     )
+
+
+def _position(state: cursors.QueryCursor) -> pages.Position | None:
+    """The position a cursor reads from, checked against its order (it came from a client)."""
+    if state.position is None:
+        return None
+    *value, ref = state.position
+    if ref is None or len(value) != len(state.order[:1]):
+        raise InvalidInput("Malformed cursor: position does not fit its order")
+    return pages.Position(value[0] if value else None, ref)
+
+
+def _cursor_position(row: pages.Row, order: pages.Order | None) -> list[str | None]:
+    """The position of ``row`` as a cursor holds it."""
+    return [row.value, row.ref] if order else [row.ref]
 
 
 def _order(params: list[str]) -> list[tuple[str, bool]]:
@@ -144,13 +159,19 @@ def router(context: AppContext) -> APIRouter:
 
     @contextmanager
     def query_connection(
-        term: str | None, fields: list[str]
+        term: str | None, fields: list[str], ordered: bool
     ) -> Iterator[tuple[sa.Connection, sa.Subquery | None]]:
         """A connection for a by-query, and the entities matching its full-text term (``None``
         without one): from this process's copy of the searched keys where it can answer
         (``text_memory.py``), on an autocommit connection like other single reads; else the
-        database's, in a transaction, which its planner setting needs (``SET LOCAL``)."""
+        database's, in a transaction, which its planner setting needs (``SET LOCAL``), as
+        PostgreSQL's ordered pages do."""
         if not term or not term.strip():
+            if ordered and engine.dialect.name == "postgresql":
+                with engine.connect() as conn:
+                    queries.plan_for_ordered_pages(conn)
+                    yield conn, None
+                return
             with reads.connect() as conn:
                 yield conn, None
             return
@@ -241,44 +262,69 @@ def router(context: AppContext) -> APIRouter:
             )
         page = 200 if limit is None else limit
         sets = queries.parse_filters(state.filter)
+        order = state.order[0] if state.order else None
+        position = _position(state)
         count = state.total is None and state.totalItems == "include"
-        with query_connection(state.term, state.termFields) as (conn, matches):
+        with query_connection(state.term, state.termFields, order is not None) as (
+            conn,
+            matches,
+        ):
             if matches is not None:
                 # The total comes in the same pass as the page (a window over the matches).
-                query = queries.text_page(
-                    matches, sets, state.order, state.offset, page + 1, total=count
+                query = pages.text_page(
+                    matches,
+                    sets,
+                    order,
+                    position=position,
+                    backwards=state.backwards,
+                    offset=state.offset,
+                    limit=page + 1,
+                    total=count,
                 )
+                result: Sequence[Any] = conn.execute(query).all()
+                rows = [pages.Row(r.ref, r.value, r.final) for r in result]
+                if state.backwards:
+                    rows.reverse()
                 where = sa.and_(
                     queries.filter_clause(sets), entities.c.ref.in_(sa.select(matches.c.ref))
                 )
             else:
-                # Here a window would make the database read every match even when an index
-                # gives the page in order; the total is a query of its own.
-                where = queries.filter_clause(sets)
-                query = (
-                    sa.select(entities.c.final)
-                    .where(where)
-                    .order_by(*_order_by(list(state.order)))
-                    .offset(state.offset)
-                    .limit(page + 1)
+                result = ()
+                rows = pages.read_page(
+                    conn,
+                    sets,
+                    order,
+                    position=position,
+                    backwards=state.backwards,
+                    offset=state.offset,
+                    limit=page + 1,
                 )
-            rows = conn.execute(query).all()
+                where = queries.filter_clause(sets)
             if state.total is None:
                 state.total = 0
-                if count and matches is not None and rows:
-                    state.total = rows[0].total
+                if count and result:
+                    state.total = result[0].total
                 elif count and (matches is None or state.offset > 0):
                     # Without a term, or past the end (the window saw no row).
                     state.total = conn.execute(queries.count_matching(where)).scalar_one()
         total = state.total
         page_info: dict[str, str] = {}
-        more, rows = len(rows) > page, rows[:page]
-        if more and page > 0:  # a page of 0 would lead to itself for ever
-            next_state = state.model_copy(update={"offset": state.offset + page})
-            page_info["nextCursor"] = cursors.encode(next_state)
-        if state.offset > 0:
-            prev_state = state.model_copy(update={"offset": max(0, state.offset - page)})
-            page_info["prevCursor"] = cursors.encode(prev_state)
+        # One row more than the page was read: there is more in the direction of reading.
+        more = len(rows) > page
+        if more:
+            rows = rows[1:] if state.backwards else rows[:page]
+        following = state.model_copy(update={"offset": 0, "backwards": False})
+        if rows and page > 0 and (more or state.backwards):  # a page of 0 would lead to itself
+            page_info["nextCursor"] = cursors.encode(
+                following.model_copy(update={"position": _cursor_position(rows[-1], order)})
+            )
+        started_inside = position is not None or state.offset > 0
+        if rows and (more if state.backwards else started_inside):
+            page_info["prevCursor"] = cursors.encode(
+                following.model_copy(
+                    update={"position": _cursor_position(rows[0], order), "backwards": True}
+                )
+            )
         items = queries.load_final(rows, queries.parse_fields(fields))
         return RawJSON(
             b'{"items":'

@@ -9,13 +9,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from greenroom.exceptions import InvalidInput
 
 MAX_ROWS = 2**31 - 1  # bounds of limit and offset: a larger one is a mistake, not a page
+MAX_TEXT = 1024  # a sort value or ref in a position (search values are at most 200 characters)
 
 
 class AfterCursor(BaseModel):
@@ -28,7 +29,13 @@ class AfterCursor(BaseModel):
 
 
 class QueryCursor(BaseModel):
-    """``cursor`` of ``GET /entities/by-query``: the whole query and where the page starts."""
+    """``cursor`` of ``GET /entities/by-query``: the whole query and where the page starts.
+
+    ``position`` is the sort position of the entity the page follows (``[value, ref]`` with an
+    order, ``value`` null for an entity without one; ``[ref]`` without), or, with
+    ``backwards``, of the entity the page precedes (see ``pages.py``). ``offset`` is the
+    ``offset`` of a first request (and of cursors written before positions were).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -37,6 +44,10 @@ class QueryCursor(BaseModel):
     term: str | None = None
     termFields: list[str] = Field(default_factory=list)
     offset: int = Field(0, ge=0, le=MAX_ROWS)
+    position: list[Annotated[str, Field(max_length=MAX_TEXT)] | None] | None = Field(
+        None, min_length=1, max_length=2
+    )
+    backwards: bool = False
     totalItems: Literal["include", "exclude"] = "include"
     total: int | None = Field(None, ge=0)
 
