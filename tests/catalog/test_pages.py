@@ -223,6 +223,7 @@ def _cursor(data: dict[str, Any]) -> str:
         {"position": []},
         {"position": ["x" * 5000, "component:default/svc-01"], "order": [["metadata.name", 0]]},
         {"backwards": "sideways"},
+        {"order": [["metadata.name", False]], "position": ["a\u0000", "component:default/x"]},
     ],
 )
 def test_a_tampered_position_is_a_bad_request(catalog: Any, state: dict[str, Any]) -> None:

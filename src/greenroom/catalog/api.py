@@ -114,6 +114,9 @@ def _position(state: cursors.QueryCursor) -> pages.Position | None:
     *value, ref = state.position
     if ref is None or len(value) != len(state.order[:1]):
         raise InvalidInput("Malformed cursor: position does not fit its order")
+    if any("\x00" in text for text in state.position if text is not None):
+        # No stored text holds NUL, and PostgreSQL refuses it in a parameter (a 500).
+        raise InvalidInput("Malformed cursor: position holds a NUL character")
     return pages.Position(value[0] if value else None, ref)
 
 
