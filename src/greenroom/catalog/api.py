@@ -8,7 +8,7 @@ Backstage's error shape by the app (see :mod:`greenroom.errors`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -114,9 +114,6 @@ def _position(state: cursors.QueryCursor) -> pages.Position | None:
     *value, ref = state.position
     if ref is None or len(value) != len(state.order[:1]):
         raise InvalidInput("Malformed cursor: position does not fit its order")
-    if any("\x00" in text for text in state.position if text is not None):
-        # No stored text holds NUL, and PostgreSQL refuses it in a parameter (a 500).
-        raise InvalidInput("Malformed cursor: position holds a NUL character")
     return pages.Position(value[0] if value else None, ref)
 
 
@@ -272,41 +269,27 @@ def router(context: AppContext) -> APIRouter:
             conn,
             matches,
         ):
+            # With a term, the total comes in the same pass as the page (a window over the
+            # matches); without one, a window would make the database read every match even
+            # when an index gives the page in order: the total is a query of its own.
+            rows, counted = pages.read(
+                conn,
+                sets,
+                order,
+                matches,
+                position=position,
+                backwards=state.backwards,
+                offset=state.offset,
+                limit=page + 1,
+                total=count,
+            )
+            where = queries.filter_clause(sets)
             if matches is not None:
-                # The total comes in the same pass as the page (a window over the matches).
-                query = pages.text_page(
-                    matches,
-                    sets,
-                    order,
-                    position=position,
-                    backwards=state.backwards,
-                    offset=state.offset,
-                    limit=page + 1,
-                    total=count,
-                )
-                result: Sequence[Any] = conn.execute(query).all()
-                rows = [pages.Row(r.ref, r.value, r.final) for r in result]
-                if state.backwards:
-                    rows.reverse()
-                where = sa.and_(
-                    queries.filter_clause(sets), entities.c.ref.in_(sa.select(matches.c.ref))
-                )
-            else:
-                result = ()
-                rows = pages.read_page(
-                    conn,
-                    sets,
-                    order,
-                    position=position,
-                    backwards=state.backwards,
-                    offset=state.offset,
-                    limit=page + 1,
-                )
-                where = queries.filter_clause(sets)
+                where = sa.and_(where, entities.c.ref.in_(sa.select(matches.c.ref)))
             if state.total is None:
                 state.total = 0
-                if count and result:
-                    state.total = result[0].total
+                if count and counted is not None:
+                    state.total = counted
                 elif count and (matches is None or state.offset > 0):
                     # Without a term, or past the end (the window saw no row).
                     state.total = conn.execute(queries.count_matching(where)).scalar_one()

@@ -44,9 +44,10 @@ class QueryCursor(BaseModel):
     term: str | None = None
     termFields: list[str] = Field(default_factory=list)
     offset: int = Field(0, ge=0, le=MAX_ROWS)
-    position: list[Annotated[str, Field(max_length=MAX_TEXT)] | None] | None = Field(
-        None, min_length=1, max_length=2
-    )
+    # No stored text holds NUL, and PostgreSQL refuses it in a parameter (a 500, not a 400).
+    position: (
+        list[Annotated[str, Field(max_length=MAX_TEXT, pattern="^[^\x00]*$")] | None] | None
+    ) = Field(None, min_length=1, max_length=2)
     backwards: bool = False
     totalItems: Literal["include", "exclude"] = "include"
     total: int | None = Field(None, ge=0)

@@ -63,9 +63,42 @@ class Row:
     value: str | None
     final: str
 
-    @property
-    def position(self) -> Position:
-        return Position(self.value, self.ref)
+
+def read(
+    conn: sa.Connection,
+    sets: Sequence[FilterSet],
+    order: Order | None,
+    matches: sa.Subquery | None,
+    *,
+    position: Position | None,
+    backwards: bool,
+    offset: int,
+    limit: int,
+    total: bool,
+) -> tuple[list[Row], int | None]:
+    """A page of a by-query, in the order of the page, from the entities of a full-text term
+    (``matches``) or from all; with the number of matches when ``total`` asked for it and the
+    page's query could count them (a window over the matches of a term that found any)."""
+    if matches is None:
+        page = read_page(
+            conn, sets, order, position=position, backwards=backwards, offset=offset, limit=limit
+        )
+        return page, None
+    query = text_page(
+        matches,
+        sets,
+        order,
+        position=position,
+        backwards=backwards,
+        offset=offset,
+        limit=limit,
+        total=total,
+    )
+    result = conn.execute(query).all()
+    rows = [Row(row.ref, row.value, row.final) for row in result]
+    if backwards:
+        rows.reverse()
+    return rows, (result[0].total if total and result else None)
 
 
 def read_page(
@@ -82,7 +115,7 @@ def read_page(
     order of the page; ``offset`` entities are skipped first (forward only)."""
     phases: list[sa.Select[Any] | None]
     if order is None:
-        phases = [_by_ref(sets, position, backwards)]
+        phases = [_by_ref(sets, position.ref if position else None, backwards)]
     else:
         phases = [
             _with_value(sets, order, position, backwards),
@@ -108,15 +141,13 @@ def read_page(
     return rows
 
 
-def _by_ref(
-    sets: Sequence[FilterSet], position: Position | None, backwards: bool
-) -> sa.Select[Any]:
-    """Entities in ``ref`` order (no order asked for)."""
+def _by_ref(sets: Sequence[FilterSet], after: str | None, down: bool) -> sa.Select[Any]:
+    """Filtered entities in ``ref`` order (descending with ``down``), from beyond ``after``."""
     ref = entities.c.ref
     query = sa.select(ref, sa.null().label("value"), entities.c.final).where(filter_clause(sets))
-    if position is not None:
-        query = query.where(ref < position.ref if backwards else ref > position.ref)
-    return query.order_by(ref.desc() if backwards else ref.asc())
+    if after is not None:
+        query = query.where(ref < after if down else ref > after)
+    return query.order_by(ref.desc() if down else ref.asc())
 
 
 def _with_value(
@@ -176,16 +207,11 @@ def _without_value(
         return None
     if position is not None and position.value is not None and backwards:
         return None  # every entity without a value comes after
-    ref = entities.c.ref
     has_value = sa.exists().where(
-        search.c.ref == ref, search.c.key == key, search.c.value.is_not(None)
+        search.c.ref == entities.c.ref, search.c.key == key, search.c.value.is_not(None)
     )
-    query = sa.select(ref, sa.null().label("value"), entities.c.final).where(
-        filter_clause(sets), ~has_value
-    )
-    if position is not None and position.value is None:
-        query = query.where(ref < position.ref if down else ref > position.ref)
-    return query.order_by(ref.desc() if down else ref.asc())
+    after = position.ref if position is not None and position.value is None else None
+    return _by_ref(sets, after, down).where(~has_value)
 
 
 def text_page(
