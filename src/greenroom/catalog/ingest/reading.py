@@ -15,10 +15,11 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from urllib.parse import unquote, urljoin, urlsplit
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # the default of catalog.maxFileBytes
 
@@ -84,11 +85,23 @@ class Reader:
     ) -> None:
         self.allow = tuple(allow)
         self.max_bytes = max_bytes
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self.timeout = timeout
+        self._client: httpx.Client | None = None
+
+    @property
+    def client(self) -> httpx.Client:
+        """The HTTP client, made on the first URL read: httpx costs 50 ms of every start-up
+        (its command-line module imports rich and pygments), and most catalogs are files."""
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(timeout=self.timeout, follow_redirects=False)
+        return self._client
 
     def close(self) -> None:
         """Release the HTTP connection pool."""
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
 
     def __enter__(self) -> Reader:
         return self
@@ -162,8 +175,10 @@ class Reader:
 
     def _read_url(self, url: str) -> bytes:
         self.check_url(url)
+        import httpx
+
         try:
-            with self._client.stream("GET", url) as response:
+            with self.client.stream("GET", url) as response:
                 if response.status_code == 404:
                     raise ReadError(f"{url} was not found (HTTP 404)", not_found=True)
                 if response.status_code >= 400:
