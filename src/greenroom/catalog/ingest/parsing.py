@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
 from typing import Any
 
 import yaml
@@ -201,11 +202,13 @@ class Parser:
     @classmethod
     def close(cls) -> None:
         """Stop the worker process, if there is one (after a pass: an idle worker holds tens of
-        megabytes, and a pass that changes little does not need it)."""
+        megabytes, and a pass that changes little does not need it), and multiprocessing's
+        resource tracker with it."""
         with cls._pool_lock:
             if cls._pool is not None:
                 cls._pool.shutdown(wait=True, cancel_futures=True)
-            cls._pool = None
+                cls._pool = None
+                _stop_resource_tracker()
 
     @classmethod
     def _reset(cls) -> None:
@@ -213,6 +216,20 @@ class Parser:
             if cls._pool is not None:
                 cls._pool.shutdown(wait=False, cancel_futures=True)
             cls._pool = None
+
+
+def _stop_resource_tracker() -> None:
+    """Stop the process that ``spawn`` starts to clean up after workers (12 MiB, for the rest
+    of the server's life). Its one job is semaphores that a dead process leaked; once the pool
+    is shut down there are none of ours, and the next pool starts it again. Private API: where a
+    Python lacks it, the tracker stays."""
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    stop = getattr(tracker, "_stop", None)
+    if callable(stop):
+        try:
+            stop()
+        except Exception:
+            return
 
 
 def parse_documents(text: str) -> list[Document]:
