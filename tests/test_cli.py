@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -83,6 +84,17 @@ def test_ingest_prints_a_summary_per_kind(tmp_path: Path) -> None:
     assert "Component" in result.stdout and "Location" in result.stdout
     assert "0 problem(s)" in result.stdout
     assert (tmp_path / "gr.sqlite").exists()
+    counters = re.compile(
+        r"^1 location\(s\) read, (\d+) written, (\d+) unchanged, \d+ stitched, 0 orphaned, "
+        r"0 deleted, 0 problem\(s\) in \d+\.\d+ s",
+        re.MULTILINE,
+    )
+    first = counters.search(result.stdout)
+    assert first is not None and int(first[1]) > 0 and first[2] == "0", result.stdout
+    again = run("catalog", "ingest", "--config", "app-config.yaml", cwd=tmp_path)
+    second = counters.search(again.stdout)
+    assert second is not None and second[1] == "0", again.stdout  # nothing changed
+    assert int(second[2]) == int(first[1]) - 1, again.stdout  # all but the root's Location
 
 
 def test_a_bad_config_stops_with_the_key_named(tmp_path: Path) -> None:

@@ -130,12 +130,7 @@ def ingest(config: ConfigOption = None) -> None:
         table.add_row(kind, str(count))
     table.add_row("[bold]total[/bold]", str(sum(counts.values())))
     out.print(table)
-    out.print(
-        f"{summary.roots} location(s) read, {summary.written} written, "
-        f"{summary.unchanged} unchanged, "
-        f"{summary.orphaned} orphaned, {summary.deleted} deleted, "
-        f"{len(summary.problems)} problem(s)"
-    )
+    out.print(summary.describe(), highlight=False, soft_wrap=True)
     for problem in summary.problems:
         out.print(f"[red]error[/red] {escape(problem.text())}", markup=True, highlight=False)
     raise typer.Exit(1 if summary.problems else 0)

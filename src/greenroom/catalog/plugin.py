@@ -77,7 +77,9 @@ def greenroom_background_tasks(context: AppContext) -> list[BackgroundTask]:
     async def refresh_loop() -> None:
         while True:
             try:
-                await asyncio.to_thread(service(context).run_due)
+                summary = await asyncio.to_thread(service(context).run_due)
+                if summary.changed:
+                    log.info("catalog pass: %s", summary.describe())
             except Exception:  # the loop must outlive a bad pass; the error is logged
                 log.exception("catalog refresh pass failed")
             await asyncio.sleep(max(poll, 0.05))

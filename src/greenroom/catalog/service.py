@@ -91,7 +91,7 @@ class CatalogService:
         summary = PassSummary()
         full = roots is None
         todo = self.roots() if roots is None else roots
-        with self._pass(summary) as (walker, bulk):
+        with summary.timed("pass"), self._pass(summary) as (walker, bulk):
             for root in todo:
                 key = location_key(root.type, root.target)
                 if self.leases.claim(key):
@@ -111,7 +111,7 @@ class CatalogService:
         current = self.roots()
         by_key = {location_key(r.type, r.target): r for r in current}
         self.leases.sync(by_key)
-        with self._pass(summary) as (walker, bulk):
+        with summary.timed("pass"), self._pass(summary) as (walker, bulk):
             while (key := self.leases.claim_due()) is not None:
                 root = by_key.get(key)
                 if root is None:  # registered after this loop began: found on the next turn
@@ -138,7 +138,7 @@ class CatalogService:
         bulk = False
         try:
             with (
-                self.ingestion.bulk_load(busy=self.leases.any_held) as bulk,
+                self.ingestion.bulk_load(summary, busy=self.leases.any_held) as bulk,
                 self.reader() as reader,
             ):
                 try:

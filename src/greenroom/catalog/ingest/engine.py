@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -65,6 +66,42 @@ class PassSummary:
     deleted: int = 0
     busy: int = 0  # roots skipped because another replica holds their lease
     problems: list[Problem] = field(default_factory=list)
+    # Seconds spent in the phases worth telling apart when a pass is slow (see ``describe``).
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the time spent in the block to ``phase``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+
+    @property
+    def changed(self) -> bool:
+        """Whether the pass wrote, removed or found anything worth reporting."""
+        return bool(self.written or self.stitched or self.orphaned or self.deleted or self.problems)
+
+    def describe(self) -> str:
+        """One line for the log and the CLI: what the pass did and where its time went."""
+        text = (
+            f"{self.roots} location(s) read, {self.written} written, {self.unchanged} unchanged, "
+            f"{self.stitched} stitched, {self.orphaned} orphaned, {self.deleted} deleted, "
+            f"{len(self.problems)} problem(s)"
+        )
+        if "pass" in self.seconds:
+            phases = ", ".join(
+                f"{name} {_seconds(seconds)} s"
+                for name, seconds in self.seconds.items()
+                if name != "pass" and seconds >= 0.05
+            )
+            text += f" in {_seconds(self.seconds['pass'])} s" + (f" ({phases})" if phases else "")
+        return text
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}" if value >= 0.1 else f"{value:.2f}"
 
 
 @dataclass
@@ -94,7 +131,9 @@ class IngestionEngine:
     # --- a whole pass ----------------------------------------------------------------------
 
     @contextmanager
-    def bulk_load(self, busy: Callable[[], bool] = lambda: False) -> Iterator[bool]:
+    def bulk_load(
+        self, summary: PassSummary, busy: Callable[[], bool] = lambda: False
+    ) -> Iterator[bool]:
         """A pass that may be the first load of a large catalog; yields whether it is.
 
         Into an empty catalog, the indexes of :data:`DEFERRED_INDEXES` (and the trigram indexes
@@ -119,7 +158,8 @@ class IngestionEngine:
             yield empty
         finally:
             if not busy():
-                self.ensure_indexes()
+                with summary.timed("indexes"):
+                    self.ensure_indexes()
 
     def ensure_indexes(self) -> bool:
         """Create whichever deferred index is missing (with the trigram indexes of
@@ -179,6 +219,10 @@ class IngestionEngine:
 
     def stitch_pending(self, summary: PassSummary) -> None:
         """Stitch every entity marked as waiting (by any replica, even one that died since)."""
+        with summary.timed("stitching peers"):
+            self._stitch_pending(summary)
+
+    def _stitch_pending(self, summary: PassSummary) -> None:
         while True:
             with self._lock, write_transaction(self.engine, durable=False) as conn:
                 refs = list(conn.execute(sa.select(stitch_queue.c.ref).limit(5000)).scalars())
