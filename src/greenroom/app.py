@@ -7,48 +7,16 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from collections.abc import AsyncIterator
 
-import pluggy
 from fastapi import FastAPI
-from pydantic import ValidationError
 
-from greenroom import __version__, db, errors
-from greenroom.config import CONFIG_FILES_ENV, Config, ConfigError, load_config, unknown_keys
-from greenroom.context import AppContext
-from greenroom.plugins import flatten, plugin_manager
+from greenroom import __version__, errors
+from greenroom.config import CONFIG_FILES_ENV, load_config
+from greenroom.context import AppContext, create_context
+from greenroom.plugins import flatten
 
 log = logging.getLogger(__name__)
-
-
-def create_context(
-    config: Config, *, plugins: Iterable[Any] = (), entry_points: bool = True, migrate: bool = True
-) -> AppContext:
-    """Config, database (migrated) and plugins: what the app and the CLI share."""
-    plugins_ = plugin_manager(plugins, entry_points=entry_points)
-    check_plugin_config(config, plugins_)
-    for key in unknown_keys(config):
-        log.warning("configuration key %s is not used by Greenroom", key)
-    engine = db.create_engine(config.database_url)
-    if migrate:
-        db.upgrade(engine)
-    return AppContext(config=config, engine=engine, plugins=plugins_)
-
-
-def check_plugin_config(config: Config, plugins: pluggy.PluginManager) -> None:
-    """Validate the top-level sections that plugins declare (``greenroom_config_schema``), so
-    that a mistake in a plugin's settings stops start-up with the key named."""
-    sections = config.model_extra or {}
-    for schema in plugins.hook.greenroom_config_schema():
-        for key, model in (schema or {}).items():
-            try:
-                model.model_validate(sections.get(key) or {})
-            except ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join([key, *map(str, e['loc'])])}: {e['msg']}" for e in exc.errors()
-                )
-                raise ConfigError(f"invalid configuration: {problems}") from exc
 
 
 def create_app(context: AppContext, *, background: bool = True) -> FastAPI:

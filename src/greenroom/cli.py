@@ -38,7 +38,7 @@ def config_or_exit(paths: list[Path] | None) -> Config:
 
 def context_or_exit(cfg: Config) -> AppContext:
     """Database and plugins for ``cfg``, or the problem (naming the key) and exit status 2."""
-    from greenroom.app import create_context
+    from greenroom.context import create_context
 
     try:
         return create_context(cfg)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-
-from fastapi import APIRouter
-from typer import Typer
+from typing import TYPE_CHECKING
 
 from greenroom.catalog.model.kinds import BUILTIN_KINDS, KindSpec
 from greenroom.catalog.processors import (
@@ -20,6 +18,10 @@ from greenroom.catalog.service import CatalogService, catalog_validator
 from greenroom.context import AppContext
 from greenroom.contracts import BackgroundTask, EntityProvider, Processor
 from greenroom.plugins import hookimpl
+
+if TYPE_CHECKING:  # a walk's process loads this plugin for its processors, not for the web
+    from fastapi import APIRouter
+    from typer import Typer
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from greenroom.catalog.ingest.engine import IngestionEngine, PassSummary
+from greenroom.catalog.ingest.apart import ProcessWalker, worth_a_process
+from greenroom.catalog.ingest.engine import IngestionEngine, PassSummary, WalkSource
 from greenroom.catalog.ingest.parsing import Parser
 from greenroom.catalog.ingest.reading import AllowRule, Reader, location_key
 from greenroom.catalog.ingest.rules import RulesEnforcer
@@ -174,8 +175,11 @@ class CatalogService:
         once its indexes are built)."""
         interval = self.config.catalog.processing_interval
         written = summary.written
+        source: WalkSource = walker
+        if worth_a_process(self.context, root):
+            source = ProcessWalker(self.config, fallback=walker)
         try:
-            self.ingestion.ingest(walker, root, summary, on_batch=lambda: self.leases.renew(key))
+            self.ingestion.ingest(source, root, summary, on_batch=lambda: self.leases.renew(key))
             summary.roots += 1
         finally:
             self.leases.release(key, interval)

@@ -17,7 +17,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from greenroom.catalog.ingest.parsing import Document, Parser, parse_document, split_documents
 from greenroom.catalog.ingest.reading import (
@@ -39,6 +39,19 @@ MANAGED_BY_LOCATION = "backstage.io/managed-by-location"
 MANAGED_BY_ORIGIN = "backstage.io/managed-by-origin-location"
 
 
+class Prepared(NamedTuple):
+    """What the writer needs of an entity, computed where it was walked (see
+    :func:`greenroom.catalog.ingest.engine.prepare`): a walk in a process of its own sends this
+    instead of the entity's objects, cheaper to pass between processes and to write."""
+
+    kind: str
+    name: str
+    processed: str  # the processed entity's canonical JSON
+    relations: list[tuple[str, str, str]]  # (source, type, target), sorted, without repeats
+    problems: str  # the problems' JSON
+    process_hash: str
+
+
 @dataclass
 class Emitted:
     """An entity a walk produced, with its relations and problems.
@@ -57,6 +70,7 @@ class Emitted:
     problems: list[Problem] = field(default_factory=list)
     failed: bool = False
     source_hash: str = ""
+    prepared: Prepared | None = None  # set where it was walked apart; ``entity`` is then empty
 
 
 @dataclass
@@ -76,6 +90,9 @@ class WalkResult:
     failed_keys: set[str] = field(default_factory=set)
     failed_globs: list[str] = field(default_factory=list)
     failed_refs: set[str] = field(default_factory=set)
+    # Problems for a Location this result does not hold (yet): a walk in another process sends
+    # its Locations when it ends, and the writer finds conflicts before that (see ``merge``).
+    unplaced: list[tuple[str, Problem]] = field(default_factory=list)
 
     def add_problem(self, location_ref: str, problem: Problem) -> None:
         """Attach a problem to the Location entity ``location_ref`` (the reader of a file),
@@ -83,6 +100,19 @@ class WalkResult:
         target = self.locations.get(location_ref) or self.locations.get(self.root_ref)
         if target is not None:
             target.problems.append(problem)
+        else:
+            self.unplaced.append((location_ref, problem))
+
+    def merge(self, other: WalkResult) -> None:
+        """Take what a walk in another process found, then the problems added here meanwhile."""
+        self.locations = other.locations
+        self.seen = other.seen
+        self.failed_keys = other.failed_keys
+        self.failed_globs = other.failed_globs
+        self.failed_refs = other.failed_refs
+        unplaced, self.unplaced = self.unplaced, []
+        for location_ref, problem in unplaced:
+            self.add_problem(location_ref, problem)
 
     def keeps(self, location_key: str) -> bool:
         """True when entities read from ``location_key`` must stay as they are this time."""

@@ -1,0 +1,209 @@
+"""A large root is walked in a process of its own (``ingest/apart.py``): the catalog, its
+problems and what later passes skip are the same as when the walk runs in the server's thread."""
+
+from __future__ import annotations
+
+import copy
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from greenroom.catalog.ingest import apart
+from greenroom.catalog.ingest.walk import Walker
+from greenroom.config import load_config
+from greenroom.context import create_context
+from tests.catalog.test_ingestion import ORG
+from tests.conftest import ALL_KINDS, write_files
+
+COMPONENT = """
+apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata: {{name: svc-{i}, title: Service {i}}}
+spec:
+  type: service
+  lifecycle: production
+  owner: platform
+  dependsOn: [component:svc-{j}]
+"""
+BROKEN = """
+apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata: {name: [not, a, name]}
+spec: {type: service, lifecycle: production, owner: platform}
+---
+kind: Component
+metadata: {name: unclosed, tags: [a
+"""
+
+
+def many(count: int) -> str:
+    """``count`` components, each depending on another (a peer that comes later or earlier)."""
+    docs = [textwrap.dedent(COMPONENT.format(i=i, j=(i * 7 + 3) % count)) for i in range(count)]
+    return "---".join(docs)
+
+
+def big_org() -> dict[str, str]:
+    # More documents than a batch (1,500), so that the child sends several.
+    files = dict(ORG)
+    files["all.yaml"] = files["all.yaml"].replace(
+        "[./org.yaml, ./services.yaml]", "[./org.yaml, ./services.yaml, ./many.yaml, ./bad.yaml]"
+    )
+    files["many.yaml"] = many(3200)
+    files["bad.yaml"] = BROKEN
+    return files
+
+
+def served(catalog: Any) -> dict[str, Any]:
+    """Every served entity by ref, without what is random (uid, and the etag that hashes it)."""
+    out = {}
+    for entity in catalog.get("/entities"):
+        entity = copy.deepcopy(entity)
+        meta = entity["metadata"]
+        meta.pop("uid")
+        meta.pop("etag")
+        out[f"{entity['kind']}:{meta.get('namespace', 'default')}/{meta['name']}".lower()] = entity
+    return out
+
+
+def in_this_process_is_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Walks in the test's process fail: only the child (a fresh interpreter) can walk."""
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("walked in the server's process")
+
+    monkeypatch.setattr(Walker, "walk", refuse)
+
+
+def test_a_large_root_walked_apart_gives_the_same_catalog(
+    make_catalog: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    files = big_org()
+    # The same files walked in this process, into a database of their own.
+    here = tmp_path / "here"
+    write_files(here, files)
+    cfg = load_config(
+        [],
+        env={},
+        extra={
+            "backend": {"database": f"sqlite:///{tmp_path / 'here.sqlite'}"},
+            "catalog": {
+                "rules": [{"allow": ALL_KINDS}],
+                "locations": [{"type": "file", "target": str(here / "all.yaml")}],
+                "processingInterval": False,
+            },
+        },
+    )
+    from greenroom.catalog.plugin import service
+
+    reference_context = create_context(cfg)
+    reference = service(reference_context).refresh()
+    assert reference.written == 3200 + 7  # the components, ORG's five, two Locations
+
+    monkeypatch.setattr(apart, "MIN_BYTES", 0)
+    catalog = make_catalog(files)
+    with monkeypatch.context() as patch:
+        in_this_process_is_forbidden(patch)
+        summary = catalog.refresh()
+    assert summary.written == reference.written
+    assert summary.stitched == reference.stitched
+    assert sorted(p.text() for p in summary.problems) == sorted(
+        p.text().replace(str(here), str(catalog.root)) for p in reference.problems
+    )
+    got = served(catalog)
+    assert len(got) == 3200 + 7
+    billing = got["component:default/billing"]
+    assert {(r["type"], r["targetRef"]) for r in billing["relations"]} >= {
+        ("ownedBy", "group:default/platform"),
+        ("providesApi", "api:default/billing-api"),
+    }
+    assert "openapi: 3.0.0" in got["api:default/billing-api"]["spec"]["definition"]
+
+    from fastapi.testclient import TestClient
+
+    from greenroom.app import create_app
+
+    with TestClient(create_app(reference_context, background=False)) as client:
+        expected = {}
+        for entity in client.get("/api/catalog/entities").json():
+            meta = entity["metadata"]
+            meta.pop("uid")
+            meta.pop("etag")
+            key = f"{entity['kind']}:{meta.get('namespace', 'default')}/{meta['name']}".lower()
+            expected[key] = entity
+
+    def comparable(entities: dict[str, Any], root: Path) -> str:
+        """The catalog with the folder's path left out (the generated Location's name is a
+        hash of it)."""
+        import json
+
+        kept = {
+            k: v for k, v in entities.items() if not k.startswith("location:default/generated-")
+        }
+        return json.dumps(kept, sort_keys=True).replace(str(root), "<root>")
+
+    assert comparable(got, catalog.root) == comparable(expected, here)
+    reference_again = service(reference_context).refresh()
+    reference_context.engine.dispose()
+
+    # A second pass skips every unchanged document, as after a walk in this process.
+    with monkeypatch.context() as patch:
+        in_this_process_is_forbidden(patch)
+        again = catalog.refresh()
+    assert (again.written, again.unchanged) == (0, reference_again.unchanged)
+    assert reference_again.unchanged > 3200
+
+
+def test_a_conflict_found_while_walking_apart_lands_on_the_location(
+    make_catalog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer finds conflicts with other roots before the child has sent its Locations;
+    they are attached when it does."""
+    files = {
+        "first.yaml": textwrap.dedent(COMPONENT.format(i=5, j=6)),
+        "second.yaml": many(40),
+    }
+    catalog = make_catalog(files, locations=[])
+    first, second = (str(catalog.root / name) for name in ("first.yaml", "second.yaml"))
+    catalog = make_catalog(
+        files,
+        locations=[{"type": "file", "target": first}, {"type": "file", "target": second}],
+    )
+    catalog.refresh()  # svc-5 now belongs to the first root
+    monkeypatch.setattr(apart, "MIN_BYTES", len(files["second.yaml"]))  # the second only
+    (catalog.root / "second.yaml").write_text(many(41))
+    with monkeypatch.context() as patch:
+        calls: list[str] = []
+        original = apart.ProcessWalker.walk
+
+        def spy(self: Any, root: Any, *args: Any) -> Any:
+            calls.append(root.target)
+            return original(self, root, *args)
+
+        patch.setattr(apart.ProcessWalker, "walk", spy)
+        summary = catalog.refresh()
+    assert calls == [second]
+    conflicts = [p.text() for p in summary.problems if "conflicting entityRef" in p.text()]
+    assert len(conflicts) == 1 and "component:default/svc-5" in conflicts[0], conflicts
+    locations = catalog.get("/entities", params={"filter": "kind=location"})
+    messages = {
+        loc["spec"]["target"]: " ".join(
+            i["message"] for i in loc.get("status", {}).get("items", [])
+        )
+        for loc in locations
+    }
+    assert "conflicting entityRef component:default/svc-5" in messages[second], messages
+    assert catalog.entity("component", "svc-40")["metadata"]["title"] == "Service 40"
+
+
+def test_a_root_with_plugins_given_by_the_caller_is_walked_here(make_catalog: Any) -> None:
+    """Another process cannot load plugins that were handed to this one: no walk apart."""
+
+    class Extra:
+        pass
+
+    catalog = make_catalog(ORG, plugins=(Extra(),))
+    root = catalog.service.roots()[0]
+    assert not catalog.context.rebuildable
+    assert not apart.worth_a_process(catalog.context, root)
