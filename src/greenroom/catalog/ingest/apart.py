@@ -123,6 +123,8 @@ def _walk_child(sender: Connection, config: Config, root: RootLocation) -> None:
         from greenroom.catalog.service import CatalogService
         from greenroom.context import create_context
 
+        # The server said what it had to say about this configuration when it started.
+        logging.getLogger("greenroom.context").setLevel(logging.ERROR)
         context = create_context(config, migrate=False)
     except BaseException:
         sender.send(("error", traceback.format_exc()))
