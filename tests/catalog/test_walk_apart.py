@@ -207,3 +207,26 @@ def test_a_root_with_plugins_given_by_the_caller_is_walked_here(make_catalog: An
     root = catalog.service.roots()[0]
     assert not catalog.context.rebuildable
     assert not apart.worth_a_process(catalog.context, root)
+
+
+def test_an_in_memory_database_is_walked_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child process would open an empty in-memory database of its own."""
+    monkeypatch.setattr(apart, "MIN_BYTES", 0)
+    write_files(tmp_path, {"all.yaml": many(3)})
+    cfg = load_config(
+        [],
+        env={},
+        extra={
+            "backend": {"database": "sqlite://"},
+            "catalog": {"locations": [{"type": "file", "target": str(tmp_path / "all.yaml")}]},
+        },
+    )
+    context = create_context(cfg)
+    from greenroom.catalog.plugin import service
+
+    root = service(context).roots()[0]
+    assert context.rebuildable
+    assert not apart.worth_a_process(context, root)
+    context.engine.dispose()

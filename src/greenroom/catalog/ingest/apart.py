@@ -13,7 +13,8 @@ allocates goes with the child instead of staying in the server's heap.
 
 Only for roots worth a process: a file root of at least :data:`MIN_BYTES` (a process costs half
 a second to start), in a context whose plugins another process can load again
-(:attr:`~greenroom.context.AppContext.rebuildable`). A child that fails before its first batch
+(:attr:`~greenroom.context.AppContext.rebuildable`), on a database another process can open
+(not SQLite in memory). A child that fails before its first batch
 is replaced by a walk in this process; one that fails later fails the pass, like any error of a
 walk (the next pass starts again, and skips what was written).
 """
@@ -47,6 +48,9 @@ def worth_a_process(context: AppContext, root: RootLocation) -> bool:
     """Whether ``root`` is walked apart: a large file root, plugins another process can load."""
     if not context.rebuildable or root.type != "file":
         return False
+    url = context.engine.url
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return False  # another process would open an empty database of its own
     try:
         files = Reader.expand_file_target(root.target)
         size = sum(os.path.getsize(path) for path in files)
