@@ -4,6 +4,8 @@ problems and what later passes skip are the same as when the walk runs in the se
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,11 @@ def test_a_large_root_walked_apart_gives_the_same_catalog(
         in_this_process_is_forbidden(patch)
         summary = catalog.refresh()
     assert summary.written == reference.written
+    # The child is gone, and so is the resource tracker that spawning it started (12 MiB).
+    children = subprocess.run(
+        ["pgrep", "-P", str(os.getpid()), "-a"], capture_output=True, text=True
+    ).stdout
+    assert children == "", children
     assert summary.stitched == reference.stitched
     assert sorted(p.text() for p in summary.problems) == sorted(
         p.text().replace(str(here), str(catalog.root)) for p in reference.problems

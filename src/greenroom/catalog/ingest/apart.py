@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
+from greenroom.catalog.ingest.parsing import Parser
 from greenroom.catalog.ingest.reading import Reader
 from greenroom.catalog.ingest.walk import Emitted, Lookup, Walker, WalkResult
 from greenroom.config import Config
@@ -116,13 +117,13 @@ class ProcessWalker:
             if child.is_alive():
                 child.terminate()
             child.join()
+            Parser.release_tracker()
 
 
 def _walk_child(sender: Connection, config: Config, root: RootLocation) -> None:
     """The child: build the walker as the service does, walk, send batches and the result."""
     try:
         from greenroom.catalog.ingest.engine import IngestionEngine, prepare
-        from greenroom.catalog.ingest.parsing import Parser
         from greenroom.catalog.ingest.walk import new_result
         from greenroom.catalog.service import CatalogService
         from greenroom.context import create_context

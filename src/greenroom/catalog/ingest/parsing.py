@@ -211,6 +211,14 @@ class Parser:
                 _stop_resource_tracker()
 
     @classmethod
+    def release_tracker(cls) -> None:
+        """Stop multiprocessing's resource tracker unless the pool still needs it (after
+        another process of ours, a walk apart, has ended: spawning one starts the tracker)."""
+        with cls._pool_lock:
+            if cls._pool is None:
+                _stop_resource_tracker()
+
+    @classmethod
     def _reset(cls) -> None:
         with cls._pool_lock:
             if cls._pool is not None:
