@@ -237,3 +237,67 @@ def test_an_in_memory_database_is_walked_here(
     assert context.rebuildable
     assert not apart.worth_a_process(context, root)
     context.engine.dispose()
+
+
+def deep(name: str, levels: int, *, valid: bool = True) -> str:
+    """A component with a field nested ``levels`` deep (without an owner: invalid)."""
+    owner = "owner: platform, " if valid else ""
+    return (
+        f"apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {{name: {name}}}\n"
+        f"spec: {{type: service, lifecycle: production, {owner}x: {'[' * levels}{']' * levels}}}\n"
+    )
+
+
+@pytest.mark.parametrize("walked_apart", [False, True])
+def test_an_entity_nested_too_deep_fails_alone(
+    make_catalog: Any, monkeypatch: pytest.MonkeyPatch, walked_apart: bool
+) -> None:
+    """Too deep to encode as JSON (about 250 levels), or to pass to the writer's process when
+    it failed anyway: that entity fails with a problem, the rest of the root is stored. Both
+    took the whole pass down (and a walk apart failed every pass after its first batch)."""
+    if walked_apart:
+        monkeypatch.setattr(apart, "MIN_BYTES", 0)
+    docs = [many(1600), deep("deep-valid", 300), deep("deep-invalid", 700, valid=False)]
+    catalog = make_catalog({"all.yaml": "---\n".join(docs)})
+    with monkeypatch.context() as patch:
+        if walked_apart:
+            in_this_process_is_forbidden(patch)
+
+            def no_terminate(*_args: Any) -> None:
+                raise AssertionError("a child that finished is left to exit by itself")
+
+            import multiprocessing.process
+
+            patch.setattr(multiprocessing.process.BaseProcess, "terminate", no_terminate)
+        summary = catalog.refresh()
+    assert catalog.entity("component", "svc-1599")["metadata"]["title"] == "Service 1599"
+    assert catalog.status("component", "deep-valid") == 404
+    assert catalog.status("component", "deep-invalid") == 404
+    texts = [p.text() for p in summary.problems]
+    assert any("deep-valid" in t and "cannot be stored" in t for t in texts), texts
+    assert any("deep-invalid" in t for t in texts), texts
+    assert summary.written == 1600 + 1  # and the root's Location
+
+
+def test_closing_the_parser_does_not_wait_for_a_walk_apart() -> None:
+    """Stopping multiprocessing's resource tracker waits for every process that inherited it:
+    a small root's pass closing the parser's pool would have waited for another root's walk
+    apart to end (its lease unrenewed meanwhile). The tracker stops after the last of them."""
+    import multiprocessing
+    import time
+
+    from greenroom.catalog.ingest.parsing import Parser
+
+    spawn = multiprocessing.get_context("spawn")
+    with Parser.child():
+        walking = spawn.Process(target=time.sleep, args=(6,))  # stands for a walk's child
+        walking.start()
+        try:
+            Parser(workers=1, min_group=1).submit([(0, 0, "a: 1\n")])()
+            start = time.monotonic()
+            Parser.close()
+            elapsed = time.monotonic() - start
+        finally:
+            walking.terminate()
+            walking.join()
+    assert elapsed < 3, elapsed

@@ -50,7 +50,9 @@ def worth_a_process(context: AppContext, root: RootLocation) -> bool:
     if not context.rebuildable or root.type != "file":
         return False
     url = context.engine.url
-    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+    if url.get_backend_name() == "sqlite" and (
+        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+    ):
         return False  # another process would open an empty database of its own
     try:
         files = Reader.expand_file_target(root.target)
@@ -73,6 +75,12 @@ class ProcessWalker:
         self, root: RootLocation, result: WalkResult, lookup: Lookup | None = None
     ) -> Iterator[list[Emitted]]:
         """Yield the child's batches; fill ``result`` when it ends."""
+        with Parser.child():
+            yield from self._walk(root, result, lookup)
+
+    def _walk(
+        self, root: RootLocation, result: WalkResult, lookup: Lookup | None
+    ) -> Iterator[list[Emitted]]:
         mp = multiprocessing.get_context("spawn")
         receiver, sender = mp.Pipe(duplex=False)
         child = mp.Process(
@@ -87,7 +95,7 @@ class ProcessWalker:
             yield from self.fallback.walk(root, result, lookup)
             return
         sender.close()  # the child holds the only sending end: its exit ends the pipe
-        started = False
+        started = finished = False
         try:
             while True:
                 try:
@@ -105,6 +113,7 @@ class ProcessWalker:
                     yield payload
                 elif what == "done":
                     result.merge(payload)
+                    finished = True
                     return
                 else:
                     if started:
@@ -114,16 +123,17 @@ class ProcessWalker:
                     return
         finally:
             receiver.close()
+            if finished:
+                child.join(timeout=10)  # closing its database connections
             if child.is_alive():
                 child.terminate()
             child.join()
-            Parser.release_tracker()
 
 
 def _walk_child(sender: Connection, config: Config, root: RootLocation) -> None:
     """The child: build the walker as the service does, walk, send batches and the result."""
     try:
-        from greenroom.catalog.ingest.engine import IngestionEngine, prepare
+        from greenroom.catalog.ingest.engine import IngestionEngine, make_ready
         from greenroom.catalog.ingest.walk import new_result
         from greenroom.catalog.service import CatalogService
         from greenroom.context import create_context
@@ -146,7 +156,10 @@ def _walk_child(sender: Connection, config: Config, root: RootLocation) -> None:
             )
             result = new_result(root)
             for batch in walker.walk(root, result, lookup):
-                sender.send(("batch", [_slim(emitted, prepare) for emitted in batch]))
+                sender.send(("batch", [_slim(emitted, make_ready) for emitted in batch]))
+            for location in result.locations.values():
+                if location.failed:  # not written: only its problems matter
+                    location.entity = {}
             sender.send(("done", result))
     except BaseException:
         sender.send(("error", traceback.format_exc()))
@@ -155,12 +168,10 @@ def _walk_child(sender: Connection, config: Config, root: RootLocation) -> None:
         context.engine.dispose()
 
 
-def _slim(emitted: Emitted, prepare: Any) -> Emitted:
-    """The entity as the writer needs it: prepared, without its objects (failed entities keep
-    them: their problems are reported, and they are rare)."""
-    if emitted.failed:
-        return emitted
-    emitted.prepared = prepare(emitted)
+def _slim(emitted: Emitted, make_ready: Any) -> Emitted:
+    """The entity as the writer needs it: prepared, without its objects. A failed one needs
+    only its problems (and its objects may be too deep to pass: that is often why it failed)."""
+    make_ready(emitted)
     emitted.entity = {}
     emitted.relations = []
     return emitted

@@ -278,6 +278,8 @@ class IngestionEngine:
         batch; the mark is in the database, so a replica that dies leaves it to the next one."""
         if not batch:
             return
+        for emitted in batch:
+            make_ready(emitted)
         with self._lock, write_transaction(self.engine, durable=False) as conn:
             stored = self._load(conn, [e.ref for e in batch])
             accepted = self._resolve(result, batch, stored)
@@ -368,7 +370,8 @@ class IngestionEngine:
                     problem_updates.append({"b_ref": ref, "problems": problems, "updated_at": now})
                     touched.add(ref)
                 continue
-            ready = emitted.prepared or prepare(emitted)
+            ready = emitted.prepared
+            assert ready is not None  # make_ready ran at the start of the batch
             rels, problems, process_hash = ready.relations, ready.problems, ready.process_hash
             if (
                 previous is not None
@@ -502,6 +505,25 @@ class IngestionEngine:
             conn.execute(search.delete().where(search.c.ref.in_(part)))
             conn.execute(entities.delete().where(entities.c.ref.in_(part)))
         touched.difference_update(refs)
+
+
+def make_ready(emitted: Emitted) -> None:
+    """Prepare ``emitted`` for writing (:func:`prepare`) unless it failed or is prepared; an
+    entity that cannot be encoded (nested deeper than the JSON encoder goes, about 250
+    levels) fails with a problem instead of failing the whole pass."""
+    if emitted.failed or emitted.prepared is not None:
+        return
+    try:
+        emitted.prepared = prepare(emitted)
+    except (TypeError, ValueError, RecursionError) as exc:
+        emitted.failed = True
+        emitted.problems.append(
+            Problem(
+                f"Entity {emitted.ref} cannot be stored: {exc}",
+                file=emitted.location_key.partition(":")[2],
+                entity=emitted.ref,
+            )
+        )
 
 
 def prepare(emitted: Emitted) -> Prepared:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import resource_tracker
 from typing import Any
@@ -162,6 +163,7 @@ class Parser:
 
     _pool: ProcessPoolExecutor | None = None
     _pool_lock = threading.Lock()
+    _children = 0  # other spawned processes of ours alive (walks apart): they hold the tracker
 
     def __init__(self, workers: int | None = None, min_group: int = 1500) -> None:
         cores = os.cpu_count() or 1
@@ -208,15 +210,24 @@ class Parser:
             if cls._pool is not None:
                 cls._pool.shutdown(wait=True, cancel_futures=True)
                 cls._pool = None
-                _stop_resource_tracker()
+                if cls._children == 0:
+                    _stop_resource_tracker()
 
     @classmethod
-    def release_tracker(cls) -> None:
-        """Stop multiprocessing's resource tracker unless the pool still needs it (after
-        another process of ours, a walk apart, has ended: spawning one starts the tracker)."""
+    @contextmanager
+    def child(cls) -> Iterator[None]:
+        """Around the life of another spawned process of ours (a walk apart): spawning starts
+        the resource tracker, and stopping it waits for every process that inherited it, so
+        it is stopped when the last of them (and the pool) is gone, not before."""
         with cls._pool_lock:
-            if cls._pool is None:
-                _stop_resource_tracker()
+            cls._children += 1
+        try:
+            yield
+        finally:
+            with cls._pool_lock:
+                cls._children -= 1
+                if cls._children == 0 and cls._pool is None:
+                    _stop_resource_tracker()
 
     @classmethod
     def _reset(cls) -> None:
@@ -233,7 +244,8 @@ def _stop_resource_tracker() -> None:
     Python lacks it, the tracker stays."""
     tracker = getattr(resource_tracker, "_resource_tracker", None)
     stop = getattr(tracker, "_stop", None)
-    if callable(stop):
+    # Only a tracker this process started (a spawned server worker inherits its parent's).
+    if callable(stop) and getattr(tracker, "_pid", None) is not None:
         try:
             stop()
         except Exception:
