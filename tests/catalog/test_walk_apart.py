@@ -154,10 +154,11 @@ def test_a_large_root_walked_apart_gives_the_same_catalog(
     reference_again = service(reference_context).refresh()
     reference_context.engine.dispose()
 
-    # A second pass skips every unchanged document, as after a walk in this process.
-    with monkeypatch.context() as patch:
-        in_this_process_is_forbidden(patch)
-        again = catalog.refresh()
+    # A second pass is a refresh, walked here (it skips unchanged documents before parsing
+    # them: not worth a process), and skips what the walk apart stored, as after a walk here.
+    root = catalog.service.roots()[0]
+    assert not apart.worth_a_process(catalog.context, root)
+    again = catalog.refresh()
     assert (again.written, again.unchanged) == (0, reference_again.unchanged)
     assert reference_again.unchanged > 3200
 
@@ -177,9 +178,9 @@ def test_a_conflict_found_while_walking_apart_lands_on_the_location(
         files,
         locations=[{"type": "file", "target": first}, {"type": "file", "target": second}],
     )
-    catalog.refresh()  # svc-5 now belongs to the first root
-    monkeypatch.setattr(apart, "MIN_BYTES", len(files["second.yaml"]))  # the second only
-    (catalog.root / "second.yaml").write_text(many(41))
+    service = catalog.service
+    service.refresh([r for r in service.roots() if r.target == first])  # svc-5 is the first's
+    monkeypatch.setattr(apart, "MIN_BYTES", os.path.getsize(second))  # the second only
     with monkeypatch.context() as patch:
         calls: list[str] = []
         original = apart.ProcessWalker.walk
@@ -201,7 +202,7 @@ def test_a_conflict_found_while_walking_apart_lands_on_the_location(
         for loc in locations
     }
     assert "conflicting entityRef component:default/svc-5" in messages[second], messages
-    assert catalog.entity("component", "svc-40")["metadata"]["title"] == "Service 40"
+    assert catalog.entity("component", "svc-39")["metadata"]["title"] == "Service 39"
 
 
 def test_a_root_with_plugins_given_by_the_caller_is_walked_here(make_catalog: Any) -> None:
@@ -301,3 +302,28 @@ def test_closing_the_parser_does_not_wait_for_a_walk_apart() -> None:
             walking.terminate()
             walking.join()
     assert elapsed < 3, elapsed
+
+
+def test_a_small_root_that_names_large_files_is_walked_apart(
+    make_catalog: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The usual layout: a small catalog-info.yaml whose Location lists the files. Their size
+    counts (one level down, inside the root's folder; a file elsewhere does not)."""
+    files = big_org()
+    catalog = make_catalog(files)
+    root = catalog.service.roots()[0]
+    named = len(files["many.yaml"])
+    assert len(files["all.yaml"]) < named // 100
+    monkeypatch.setattr(apart, "MIN_BYTES", named)
+    assert apart.worth_a_process(catalog.context, root)
+    monkeypatch.setattr(apart, "MIN_BYTES", named * 2)
+    assert not apart.worth_a_process(catalog.context, root)
+
+    outside = tmp_path / "outside.yaml"
+    outside.write_text(many(400))
+    (catalog.root / "all.yaml").write_text(
+        "apiVersion: backstage.io/v1alpha1\nkind: Location\nmetadata: {name: root}\n"
+        f"spec: {{targets: [{outside}, ./org.yaml]}}\n"
+    )
+    monkeypatch.setattr(apart, "MIN_BYTES", len(many(400)) // 2)
+    assert not apart.worth_a_process(catalog.context, root)

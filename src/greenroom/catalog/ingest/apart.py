@@ -11,12 +11,13 @@ JSON and content hash instead of its objects, a tenth of the cost to pass). The 
 one batch, so the child stays a batch or two ahead, and memory stays bounded; what the walk
 allocates goes with the child instead of staying in the server's heap.
 
-Only for roots worth a process: a file root of at least :data:`MIN_BYTES` (a process costs half
-a second to start), in a context whose plugins another process can load again
-(:attr:`~greenroom.context.AppContext.rebuildable`), on a database another process can open
-(not SQLite in memory). A child that fails before its first batch
-is replaced by a walk in this process; one that fails later fails the pass, like any error of a
-walk (the next pass starts again, and skips what was written).
+Only for roots worth a process: the first load of a file root of at least :data:`MIN_BYTES`
+with the files its Locations name one level down (a process costs half a second to start; a
+refresh skips unchanged documents before parsing them, and the walk is cheap), in a context whose
+plugins another process can load again (:attr:`~greenroom.context.AppContext.rebuildable`), on
+a database another process can open (not SQLite in memory). A child that fails before its first
+batch is replaced by a walk in this process; one that fails later fails the pass, like any error
+of a walk (the next pass starts again, and skips what was written).
 """
 
 from __future__ import annotations
@@ -29,9 +30,18 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-from greenroom.catalog.ingest.parsing import Parser
-from greenroom.catalog.ingest.reading import Reader
+import sqlalchemy as sa
+
+from greenroom.catalog.ingest.parsing import Parser, parse_documents
+from greenroom.catalog.ingest.reading import (
+    Reader,
+    ReadError,
+    location_key,
+    resolve_relative,
+    split_key,
+)
 from greenroom.catalog.ingest.walk import Emitted, Lookup, Walker, WalkResult
+from greenroom.catalog.tables import entities
 from greenroom.config import Config
 from greenroom.context import AppContext
 from greenroom.contracts import RootLocation
@@ -49,6 +59,8 @@ def worth_a_process(context: AppContext, root: RootLocation) -> bool:
     """Whether ``root`` is walked apart: a large file root, plugins another process can load."""
     if not context.rebuildable or root.type != "file":
         return False
+    if _has_entities(context, root):
+        return False  # a refresh: mostly unchanged documents, skipped before they are parsed
     url = context.engine.url
     if url.get_backend_name() == "sqlite" and (
         url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
@@ -57,9 +69,53 @@ def worth_a_process(context: AppContext, root: RootLocation) -> bool:
     try:
         files = Reader.expand_file_target(root.target)
         size = sum(os.path.getsize(path) for path in files)
+        if size < MIN_BYTES:
+            size += sum(_named_bytes(path) for path in files)
     except OSError:
         return False  # the walk in this process reports what is wrong with the files
     return size >= MIN_BYTES
+
+
+def _has_entities(context: AppContext, root: RootLocation) -> bool:
+    """Whether ``root`` produced entities before (``ix_catalog_entities_origin``)."""
+    with context.engine.connect() as connection:
+        found = connection.execute(
+            sa.select(entities.c.ref)
+            .where(entities.c.origin_key == location_key(root.type, root.target))
+            .limit(1)
+        ).first()
+    return found is not None
+
+
+def _named_bytes(path: str, limit: int = 1024 * 1024) -> int:
+    """The size of the files that the Location entities of a small file name, one level down
+    (the usual layout: a catalog-info.yaml listing the files). Only an estimate for choosing
+    where to walk: files outside the root's folder, and whatever cannot be read or parsed, count
+    for nothing; the walk itself decides what is read."""
+    if os.path.getsize(path) > limit:
+        return 0
+    folder = os.path.dirname(path)
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        documents = parse_documents(handle.read())
+    total = 0
+    for document in documents:
+        data = document.data
+        if not isinstance(data, dict) or str(data.get("kind", "")).lower() != "location":
+            continue
+        spec = data.get("spec")
+        if not isinstance(spec, dict) or spec.get("type", "file") != "file":
+            continue
+        targets = [spec.get("target"), *(spec.get("targets") or [])]
+        for target in targets:
+            if not isinstance(target, str) or not target:
+                continue
+            try:
+                key = resolve_relative(location_key("file", path), target, confine_to=folder)
+            except ReadError:
+                continue
+            for named in Reader.expand_file_target(split_key(key)[1]):
+                total += os.path.getsize(named) if os.path.isfile(named) else 0
+    return total
 
 
 class ProcessWalker:
