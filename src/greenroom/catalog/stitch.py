@@ -150,13 +150,26 @@ def finish_new(connection: sa.Connection, rows: list[dict[str, Any]]) -> list[Ro
 def _relations_by_source(
     connection: sa.Connection, refs: Sequence[str]
 ) -> dict[str, set[tuple[str, str]]]:
-    """``{source ref: {(type, target ref)}}`` of every relation whose source is in ``refs``."""
+    """``{source ref: {(type, target ref)}}`` of every relation whose source is in ``refs``.
+
+    Read through the driver's cursor, as tuples: the peers stitched at the end of a first load
+    of 50,000 entities have 213,000 relations, and building SQLAlchemy rows for them cost more
+    than the query.
+    """
     rels: dict[str, set[tuple[str, str]]] = {}
-    rows = connection.execute(
-        sa.select(relations.c.source_ref, relations.c.type, relations.c.target_ref).where(
-            relations.c.source_ref.in_(refs)
-        )
-    ).all()  # fetched at once: row by row costs more than the query on a group's relations
+    if not refs:
+        return rels
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"SELECT source_ref, type, target_ref FROM {relations.name} "
+        f"WHERE source_ref IN ({', '.join([mark] * len(refs))})"
+    )
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, list(refs))
+        rows = cursor.fetchall()  # at once: row by row costs more than the query
+    finally:
+        cursor.close()
     for source, type_, target in rows:
         rels.setdefault(source, set()).add((type_, target))
     return rels
