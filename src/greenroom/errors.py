@@ -47,8 +47,8 @@ NUL_MESSAGE = "text cannot contain NUL characters"
 class RejectNul:
     """A request whose path or query holds a NUL character is a bad request.
 
-    No stored text holds NUL (YAML and JSON documents cannot carry one into an entity), so such
-    a request can match nothing; and PostgreSQL refuses NUL in any text parameter, which made
+    No stored text holds NUL (ingestion refuses an entity with one: ``engine.make_ready``), so
+    such a request can match nothing; and PostgreSQL refuses NUL in any text parameter, which made
     every such request a 500 there. Refused here, once, for every route of every plugin. NUL in
     a JSON body is caught where the database refuses it (:func:`_is_nul_refusal`).
     """

@@ -263,3 +263,27 @@ def test_a_nul_character_anywhere_in_a_request_is_a_400(make_catalog: Any) -> No
         else:
             assert response.status_code in (200, 404), (path, response.text)
     assert catalog.entity("component", "billing")["metadata"]["name"] == "billing"
+
+
+def test_an_entity_with_a_nul_character_fails_alone(make_catalog: Any) -> None:
+    """YAML's "\\0" escape puts a NUL character in a value; PostgreSQL refuses NUL in text, and
+    the search rows of that one entity failed the whole pass, every pass, for every entity of
+    the root. Now that entity is refused with the field named, on both databases."""
+    doc = (
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\n"
+        'metadata: {name: nul, description: "before\\0after"}\n'
+        "spec: {type: service, owner: platform, lifecycle: production}\n"
+        "---\n"
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\n"
+        "metadata: {name: fine}\n"
+        "spec: {type: service, owner: platform, lifecycle: production}\n"
+    )
+    catalog = make_catalog({"all.yaml": doc})
+    summary = catalog.refresh()
+    assert catalog.status("component", "fine") == 200
+    assert catalog.status("component", "nul") == 404
+    texts = [p.text() for p in summary.problems]
+    assert any(
+        "component:default/nul cannot be stored: metadata.description contains a NUL" in t
+        for t in texts
+    ), texts

@@ -105,7 +105,8 @@ def _named_bytes(path: str, limit: int = 1024 * 1024) -> int:
         spec = data.get("spec")
         if not isinstance(spec, dict) or spec.get("type", "file") != "file":
             continue
-        targets = [spec.get("target"), *(spec.get("targets") or [])]
+        listed = spec.get("targets")
+        targets = [spec.get("target"), *(listed if isinstance(listed, list) else [])]
         for target in targets:
             if not isinstance(target, str) or not target:
                 continue

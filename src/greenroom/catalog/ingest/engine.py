@@ -509,8 +509,9 @@ class IngestionEngine:
 
 def make_ready(emitted: Emitted) -> None:
     """Prepare ``emitted`` for writing (:func:`prepare`) unless it failed or is prepared; an
-    entity that cannot be encoded (nested deeper than the JSON encoder goes, about 250
-    levels) fails with a problem instead of failing the whole pass."""
+    entity that cannot be stored (nested deeper than the JSON encoder goes, about 250 levels;
+    a NUL character, which YAML's ``"\\0"`` escape or a placeholder's file can carry and which
+    PostgreSQL refuses) fails with a problem instead of failing the whole pass."""
     if emitted.failed or emitted.prepared is not None:
         return
     try:
@@ -532,14 +533,40 @@ def prepare(emitted: Emitted) -> Prepared:
     problems = dumps([p.as_json() for p in emitted.problems])
     rels = sorted({(r.source, r.type, r.target) for r in emitted.relations})
     entity = emitted.entity
+    processed = dumps(entity)
+    if "\\u0000" in processed:  # the JSON escape of NUL (or text that looks like it)
+        where = _nul_at(entity)
+        if where is not None:
+            # PostgreSQL refuses NUL in text: its search rows would fail the whole batch.
+            raise ValueError(f"{where or 'a key'} contains a NUL character")
     return Prepared(
         kind=str(entity["kind"]),
         name=str(entity["metadata"]["name"]),
-        processed=dumps(entity),
+        processed=processed,
         relations=rels,
         problems=problems,
         process_hash=digest([entity, rels, problems, emitted.location_key, emitted.reader]),
     )
+
+
+def _nul_at(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (or key) holding a NUL character, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return inner
+            found = _nul_at(item, inner)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_at(item, f"{path}.{index}")
+            if found is not None:
+                return found
+    return None
 
 
 def _uuid4s(count: int) -> list[str]:

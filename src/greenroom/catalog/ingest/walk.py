@@ -70,7 +70,7 @@ class Emitted:
     problems: list[Problem] = field(default_factory=list)
     failed: bool = False
     source_hash: str = ""
-    prepared: Prepared | None = None  # set where it was walked apart; ``entity`` is then empty
+    prepared: Prepared | None = None  # see engine.make_ready; walked apart, ``entity`` is {}
 
 
 @dataclass
