@@ -87,7 +87,7 @@ def _has_entities(context: AppContext, root: RootLocation) -> bool:
     return found is not None
 
 
-def _named_bytes(path: str, limit: int = 1024 * 1024) -> int:
+def _named_bytes(path: str, limit: int = 64 * 1024) -> int:
     """The size of the files that the Location entities of a small file name, one level down
     (the usual layout: a catalog-info.yaml listing the files). Only an estimate for choosing
     where to walk: files outside the root's folder, and whatever cannot be read or parsed, count
@@ -96,9 +96,11 @@ def _named_bytes(path: str, limit: int = 1024 * 1024) -> int:
         return 0
     folder = os.path.dirname(path)
     with open(path, encoding="utf-8", errors="replace") as handle:
-        documents = parse_documents(handle.read())
+        text = handle.read()
+    if "location" not in text.lower():
+        return 0  # a file of entities, not a list of files: parsing it would cost as much
     total = 0
-    for document in documents:
+    for document in parse_documents(text):
         data = document.data
         if not isinstance(data, dict) or str(data.get("kind", "")).lower() != "location":
             continue
