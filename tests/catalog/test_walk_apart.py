@@ -327,3 +327,19 @@ def test_a_small_root_that_names_large_files_is_walked_apart(
     )
     monkeypatch.setattr(apart, "MIN_BYTES", len(many(400)) // 2)
     assert not apart.worth_a_process(catalog.context, root)
+
+
+def test_sizing_a_root_does_not_parse_a_file_of_entities(
+    make_catalog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a small file that mentions a Location is parsed to find the files it names: a root
+    of 1,000 entities (1 MB) was parsed once more just to choose where to walk it (0.3 s)."""
+
+    def refuse(_text: str) -> Any:
+        raise AssertionError("parsed to size the root")
+
+    catalog = make_catalog({"all.yaml": many(40)})
+    monkeypatch.setattr(apart, "parse_documents", refuse)
+    assert not apart.worth_a_process(catalog.context, catalog.service.roots()[0])
+    (catalog.root / "all.yaml").write_text(many(400))  # over 64 KiB: not even read
+    assert not apart.worth_a_process(catalog.context, catalog.service.roots()[0])
