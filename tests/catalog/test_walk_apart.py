@@ -343,3 +343,35 @@ def test_sizing_a_root_does_not_parse_a_file_of_entities(
     assert not apart.worth_a_process(catalog.context, catalog.service.roots()[0])
     (catalog.root / "all.yaml").write_text(many(400))  # over 64 KiB: not even read
     assert not apart.worth_a_process(catalog.context, catalog.service.roots()[0])
+
+
+@pytest.mark.parametrize("walked_apart", [False, True])
+def test_search_rows_of_stitched_peers_are_those_of_their_served_entities(
+    make_catalog: Any, monkeypatch: pytest.MonkeyPatch, walked_apart: bool
+) -> None:
+    """Peers stitched at the end of a root replace only their ``relations.*`` search rows; the
+    rows must be exactly those ``search_rows`` gives for every entity as served (what a full
+    stitch writes), whichever process walked them."""
+    import orjson
+    import sqlalchemy as sa
+
+    from greenroom.catalog.search_rows import search_rows
+    from greenroom.catalog.tables import entities, search
+
+    if walked_apart:
+        monkeypatch.setattr(apart, "MIN_BYTES", 0)
+    catalog = make_catalog(big_org())
+    summary = catalog.refresh()
+    assert summary.stitched > 100  # peers: components depending on ones written before them
+    with catalog.context.engine.connect() as conn:
+        stored = {
+            tuple(row)
+            for row in conn.execute(
+                sa.select(search.c.ref, search.c.key, search.c.value, search.c.original_value)
+            )
+        }
+        expected = set()
+        for ref, final in conn.execute(sa.select(entities.c.ref, entities.c.final)):
+            if final is not None:
+                expected.update(search_rows(ref, orjson.loads(final)))
+    assert stored == expected
