@@ -375,3 +375,62 @@ def test_search_rows_of_stitched_peers_are_those_of_their_served_entities(
             if final is not None:
                 expected.update(search_rows(ref, orjson.loads(final)))
     assert stored == expected
+
+
+def test_sizing_never_reads_what_is_not_a_regular_file(
+    make_catalog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FIFO as the root (or named by it) would block the read that sizes it, and /dev/zero
+    would fill memory: sizing looks at regular files only; the walk reports the rest."""
+    catalog = make_catalog({"all.yaml": many(3)})
+    fifo = catalog.root / "pipe.yaml"
+    os.mkfifo(fifo)
+    (catalog.root / "all.yaml").write_text(
+        "apiVersion: backstage.io/v1alpha1\nkind: Location\nmetadata: {name: root}\n"
+        "spec: {targets: [./pipe.yaml, /dev/zero]}\n"
+    )
+    monkeypatch.setattr(apart, "MIN_BYTES", 10**9)
+    root = catalog.service.roots()[0]
+    assert not apart.worth_a_process(catalog.context, root)  # returns: nothing was read
+    from greenroom.contracts import RootLocation
+
+    for target in (str(fifo), "/dev/zero"):
+        assert not apart.worth_a_process(catalog.context, RootLocation("file", target))
+
+
+def test_a_location_target_with_a_nul_character_is_a_problem_not_a_failed_pass(
+    make_catalog: Any,
+) -> None:
+    """The system refuses a path holding NUL with a ValueError: it failed the pass, every
+    pass, and left the root's lease held until it expired."""
+    import sqlalchemy as sa
+
+    from greenroom.catalog.tables import roots
+
+    files = {
+        "all.yaml": "apiVersion: backstage.io/v1alpha1\nkind: Location\nmetadata: {name: root}\n"
+        'spec: {targets: ["./a\\0b.yaml", ./ok.yaml]}\n',
+        "ok.yaml": many(2),
+    }
+    catalog = make_catalog(files)
+    summary = catalog.refresh()
+    assert catalog.status("component", "svc-1") == 200
+    assert any("NUL character" in p.text() for p in summary.problems), summary.problems
+    with catalog.context.engine.connect() as conn:
+        owners = conn.execute(sa.select(roots.c.lease_owner)).scalars().all()
+    assert owners and all(owner is None for owner in owners), owners
+
+
+def test_a_root_whose_first_pass_found_nothing_is_still_walked_apart_later(
+    make_catalog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pass writes the root's generated Location: that one does not make a refresh."""
+    catalog = make_catalog({"other.yaml": many(2)})
+    monkeypatch.setattr(apart, "MIN_BYTES", 1000)
+    root = catalog.service.roots()[0]
+    (catalog.root / "all.yaml").unlink(missing_ok=True)
+    catalog.refresh()  # the file is not there yet: only the root's Location is written
+    (catalog.root / "all.yaml").write_text(many(100))
+    assert apart.worth_a_process(catalog.context, root)
+    catalog.refresh()
+    assert not apart.worth_a_process(catalog.context, root)  # now it is a refresh

@@ -175,10 +175,10 @@ class CatalogService:
         once its indexes are built)."""
         interval = self.config.catalog.processing_interval
         written = summary.written
-        source: WalkSource = walker
-        if worth_a_process(self.context, root):
-            source = ProcessWalker(self.config, fallback=walker)
         try:
+            source: WalkSource = walker
+            if worth_a_process(self.context, root):
+                source = ProcessWalker(self.config, fallback=walker)
             self.ingestion.ingest(source, root, summary, on_batch=lambda: self.leases.renew(key))
             summary.roots += 1
         finally:

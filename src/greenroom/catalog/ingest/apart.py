@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import stat
 import traceback
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
@@ -40,7 +41,7 @@ from greenroom.catalog.ingest.reading import (
     resolve_relative,
     split_key,
 )
-from greenroom.catalog.ingest.walk import Emitted, Lookup, Walker, WalkResult
+from greenroom.catalog.ingest.walk import Emitted, Lookup, Walker, WalkResult, new_result
 from greenroom.catalog.tables import entities
 from greenroom.config import Config
 from greenroom.context import AppContext
@@ -59,29 +60,43 @@ def worth_a_process(context: AppContext, root: RootLocation) -> bool:
     """Whether ``root`` is walked apart: a large file root, plugins another process can load."""
     if not context.rebuildable or root.type != "file":
         return False
-    if _has_entities(context, root):
-        return False  # a refresh: mostly unchanged documents, skipped before they are parsed
     url = context.engine.url
     if url.get_backend_name() == "sqlite" and (
         url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
     ):
         return False  # another process would open an empty database of its own
+    if _has_entities(context, root):
+        return False  # a refresh: mostly unchanged documents, skipped before they are parsed
     try:
         files = Reader.expand_file_target(root.target)
-        size = sum(os.path.getsize(path) for path in files)
+        size = sum(_regular_size(path) for path in files)
         if size < MIN_BYTES:
             size += sum(_named_bytes(path) for path in files)
-    except OSError:
-        return False  # the walk in this process reports what is wrong with the files
+    except Exception:
+        return False
     return size >= MIN_BYTES
 
 
+def _regular_size(path: str) -> int:
+    """The size of a regular file; anything else (missing, a FIFO, ``/dev/zero``) counts for
+    nothing."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return 0
+    return info.st_size if stat.S_ISREG(info.st_mode) else 0
+
+
 def _has_entities(context: AppContext, root: RootLocation) -> bool:
-    """Whether ``root`` produced entities before (``ix_catalog_entities_origin``)."""
+    """Whether ``root`` produced entities before (``ix_catalog_entities_origin``), other than
+    the Location entity every pass writes for it (a first pass that found no file yet)."""
     with context.engine.connect() as connection:
         found = connection.execute(
             sa.select(entities.c.ref)
-            .where(entities.c.origin_key == location_key(root.type, root.target))
+            .where(
+                entities.c.origin_key == location_key(root.type, root.target),
+                entities.c.ref != new_result(root).root_ref,
+            )
             .limit(1)
         ).first()
     return found is not None
@@ -92,11 +107,12 @@ def _named_bytes(path: str, limit: int = 64 * 1024) -> int:
     (the usual layout: a catalog-info.yaml listing the files). Only an estimate for choosing
     where to walk: files outside the root's folder, and whatever cannot be read or parsed, count
     for nothing; the walk itself decides what is read."""
-    if os.path.getsize(path) > limit:
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
         return 0
     folder = os.path.dirname(path)
     with open(path, encoding="utf-8", errors="replace") as handle:
-        text = handle.read()
+        text = handle.read(limit + 1)  # a file that grew since
     if "location" not in text.lower():
         return 0  # a file of entities, not a list of files: parsing it would cost as much
     total = 0
@@ -117,7 +133,7 @@ def _named_bytes(path: str, limit: int = 64 * 1024) -> int:
             except ReadError:
                 continue
             for named in Reader.expand_file_target(split_key(key)[1]):
-                total += os.path.getsize(named) if os.path.isfile(named) else 0
+                total += _regular_size(named)
     return total
 
 
@@ -193,7 +209,6 @@ def _walk_child(sender: Connection, config: Config, root: RootLocation) -> None:
     """The child: build the walker as the service does, walk, send batches and the result."""
     try:
         from greenroom.catalog.ingest.engine import IngestionEngine, make_ready
-        from greenroom.catalog.ingest.walk import new_result
         from greenroom.catalog.service import CatalogService
         from greenroom.context import create_context
 

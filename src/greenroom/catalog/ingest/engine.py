@@ -538,7 +538,8 @@ def prepare(emitted: Emitted) -> Prepared:
         where = _nul_at(entity)
         if where is not None:
             # PostgreSQL refuses NUL in text: its search rows would fail the whole batch.
-            raise ValueError(f"{where or 'a key'} contains a NUL character")
+            shown = (where or "a key").replace("\x00", "\\0")  # not the character itself
+            raise ValueError(f"{shown} contains a NUL character")
     return Prepared(
         kind=str(entity["kind"]),
         name=str(entity["metadata"]["name"]),

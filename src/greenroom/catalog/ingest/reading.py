@@ -149,6 +149,8 @@ class Reader:
 
     def _check_file(self, path: str) -> None:
         """Only regular files within the size limit: ``/dev/zero`` or a FIFO never are."""
+        if "\x00" in path:  # the system refuses it with a ValueError, not an OSError
+            raise ReadError(f"{path!r} contains a NUL character")
         try:
             info = os.stat(path)
         except FileNotFoundError as exc:
@@ -216,6 +218,8 @@ def resolve_relative(base_key: str, ref: str, *, confine_to: str | None = None) 
     ``confine_to`` is a folder the result must stay inside, so that a catalog file cannot reach
     ``/etc/passwd`` with ``$text: ../../../etc/passwd``.
     """
+    if "\x00" in ref:
+        raise ReadError(f"{ref!r} contains a NUL character")
     if urlsplit(ref).scheme in ("http", "https"):
         return location_key("url", ref)
     type_, target = split_key(base_key)
