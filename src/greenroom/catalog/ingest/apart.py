@@ -41,7 +41,14 @@ from greenroom.catalog.ingest.reading import (
     resolve_relative,
     split_key,
 )
-from greenroom.catalog.ingest.walk import Emitted, Lookup, Walker, WalkResult, new_result
+from greenroom.catalog.ingest.walk import (
+    Emitted,
+    Lookup,
+    Walker,
+    WalkResult,
+    location_targets,
+    new_result,
+)
 from greenroom.catalog.tables import entities
 from greenroom.config import Config
 from greenroom.context import AppContext
@@ -123,9 +130,7 @@ def _named_bytes(path: str, limit: int = 64 * 1024) -> int:
         spec = data.get("spec")
         if not isinstance(spec, dict) or spec.get("type", "file") != "file":
             continue
-        listed = spec.get("targets")
-        targets = [spec.get("target"), *(listed if isinstance(listed, list) else [])]
-        for target in targets:
+        for target in location_targets(spec):
             if not isinstance(target, str) or not target:
                 continue
             try:

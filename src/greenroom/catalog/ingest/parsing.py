@@ -210,8 +210,7 @@ class Parser:
             if cls._pool is not None:
                 cls._pool.shutdown(wait=True, cancel_futures=True)
                 cls._pool = None
-                if cls._children == 0:
-                    _stop_resource_tracker()
+                cls._stop_tracker_if_unused()
 
     @classmethod
     @contextmanager
@@ -226,8 +225,14 @@ class Parser:
         finally:
             with cls._pool_lock:
                 cls._children -= 1
-                if cls._children == 0 and cls._pool is None:
-                    _stop_resource_tracker()
+                cls._stop_tracker_if_unused()
+
+    @classmethod
+    def _stop_tracker_if_unused(cls) -> None:
+        """Under ``_pool_lock``: stop the resource tracker once no pool and no child of ours
+        needs it (stopping waits for every process that inherited it)."""
+        if cls._pool is None and cls._children == 0:
+            _stop_resource_tracker()
 
     @classmethod
     def _reset(cls) -> None:

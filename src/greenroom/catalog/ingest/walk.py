@@ -122,6 +122,15 @@ class WalkResult:
         return type_ == "file" and any(fnmatch.fnmatchcase(path, g) for g in self.failed_globs)
 
 
+def location_targets(spec: dict[str, Any]) -> list[Any]:
+    """What a Location entity names: its ``spec.target``, then its ``spec.targets``."""
+    listed = spec.get("targets") or []
+    targets = list(listed) if isinstance(listed, list) else []
+    if spec.get("target"):
+        targets.insert(0, spec["target"])
+    return targets
+
+
 def generated_location_name(type_: str, target: str) -> str:
     """Backstage's name for the Location entity of a registered or configured location."""
     digest = hashlib.sha1(f"{type_}:{target}".encode()).hexdigest()
@@ -502,9 +511,7 @@ class Walker:
         spec = entity.get("spec") or {}
         base_type = split_key(key)[0]
         type_ = spec.get("type") or base_type
-        targets = list(spec.get("targets") or [])
-        if spec.get("target"):
-            targets.insert(0, spec["target"])
+        targets = location_targets(spec)
         required = spec.get("presence", "required") == "required"
         if type_ == "file" and base_type != "file":
             walk.result.add_problem(
