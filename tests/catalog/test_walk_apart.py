@@ -16,7 +16,7 @@ from greenroom.catalog.ingest import apart
 from greenroom.catalog.ingest.walk import Walker
 from greenroom.config import load_config
 from greenroom.context import create_context
-from tests.catalog.test_ingestion import ORG
+from tests.catalog.test_ingestion import ORG, relations
 from tests.conftest import ALL_KINDS, write_files
 
 COMPONENT = """
@@ -345,36 +345,76 @@ def test_sizing_a_root_does_not_parse_a_file_of_entities(
     assert not apart.worth_a_process(catalog.context, catalog.service.roots()[0])
 
 
-@pytest.mark.parametrize("walked_apart", [False, True])
-def test_search_rows_of_stitched_peers_are_those_of_their_served_entities(
-    make_catalog: Any, monkeypatch: pytest.MonkeyPatch, walked_apart: bool
-) -> None:
-    """Peers stitched at the end of a root replace only their ``relations.*`` search rows; the
-    rows must be exactly those ``search_rows`` gives for every entity as served (what a full
-    stitch writes), whichever process walked them."""
+def assert_stored_as_stitched_afresh(catalog: Any) -> None:
+    """Every stored final entity, etag and search row is what a full stitch from the processed
+    entity and the relations table gives now (rows compared with their multiplicity)."""
     import orjson
     import sqlalchemy as sa
 
+    from greenroom.catalog import stitch
     from greenroom.catalog.search_rows import search_rows
     from greenroom.catalog.tables import entities, search
 
-    if walked_apart:
-        monkeypatch.setattr(apart, "MIN_BYTES", 0)
-    catalog = make_catalog(big_org())
-    summary = catalog.refresh()
-    assert summary.stitched > 100  # peers: components depending on ones written before them
     with catalog.context.engine.connect() as conn:
-        stored = {
+        stored_rows = sorted(
             tuple(row)
             for row in conn.execute(
                 sa.select(search.c.ref, search.c.key, search.c.value, search.c.original_value)
             )
-        }
-        expected = set()
-        for ref, final in conn.execute(sa.select(entities.c.ref, entities.c.final)):
-            if final is not None:
-                expected.update(search_rows(ref, orjson.loads(final)))
-    assert stored == expected
+        )
+        rows = conn.execute(
+            sa.select(
+                entities.c.ref,
+                entities.c.uid,
+                entities.c.processed,
+                entities.c.problems,
+                entities.c.orphan,
+                entities.c.final,
+                entities.c.etag,
+            ).where(entities.c.final.is_not(None))
+        ).all()
+        rels = stitch._relations_by_source(conn, [row.ref for row in rows])
+    expected_rows = []
+    for row in rows:
+        final, etag = stitch._final(row, rels.get(row.ref, set()))
+        assert (orjson.loads(row.final), row.etag) == (final, etag), row.ref
+        expected_rows.extend(search_rows(row.ref, final))
+    assert stored_rows == sorted(expected_rows)
+
+
+@pytest.mark.parametrize("walked_apart", [False, True])
+def test_stitched_peers_are_as_a_full_stitch_would_make_them(
+    make_catalog: Any, monkeypatch: pytest.MonkeyPatch, walked_apart: bool
+) -> None:
+    """Peers stitched at the end of a root get only their relations replaced, starting from
+    their stored final entity, and only the ``relations.*`` search rows that differ written:
+    after a first load (peers only gain relations) and after a refresh in which some lose
+    relations and others gain them, every final entity and search row must be exactly what a
+    full stitch writes, whichever process walked them."""
+    if walked_apart:
+        monkeypatch.setattr(apart, "MIN_BYTES", 0)
+    files = big_org()
+    catalog = make_catalog(files)
+    summary = catalog.refresh()
+    assert summary.stitched > 100  # peers: components depending on ones written before them
+    assert_stored_as_stitched_afresh(catalog)
+    before = relations(catalog.entity("component", "svc-3"))
+    assert ("dependencyOf", "component:default/svc-0") in before
+
+    # Every component now depends on the one after it: svc-3 loses its dependents and gains
+    # svc-2; the group gains nothing, the users nothing.
+    docs = [textwrap.dedent(COMPONENT.format(i=i, j=(i + 1) % 3200)) for i in range(3200)]
+    write_files(catalog.root, {"many.yaml": "---".join(docs)})
+    summary = catalog.refresh()
+    assert summary.stitched > 3000
+    assert relations(catalog.entity("component", "svc-3")) >= {
+        ("dependencyOf", "component:default/svc-2"),
+        ("dependsOn", "component:default/svc-4"),
+    }
+    assert ("dependencyOf", "component:default/svc-0") not in relations(
+        catalog.entity("component", "svc-3")
+    )
+    assert_stored_as_stitched_afresh(catalog)
 
 
 def test_sizing_never_reads_what_is_not_a_regular_file(

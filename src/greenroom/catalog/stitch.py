@@ -58,10 +58,11 @@ def stitch(connection: sa.Connection, refs: Iterable[str], *, relations_only: bo
     """Rebuild the final entity of each of ``refs`` that changed; returns how many changed.
 
     With ``relations_only`` the caller knows that only the relations of these entities can
-    have changed (they are peers of entities written elsewhere), so of their search rows only
-    the ``relations.*`` ones are replaced; an entity never stitched before is done in full.
+    have changed (they are peers of entities written elsewhere): see :func:`_restitch`.
     """
     todo = sorted(set(refs))
+    if relations_only:
+        return _restitch(connection, todo)
     changed = 0
     for batch in chunks(todo):
         rows = connection.execute(
@@ -76,8 +77,6 @@ def stitch(connection: sa.Connection, refs: Iterable[str], *, relations_only: bo
         ).all()
         rels = _relations_by_source(connection, batch)
         updates: list[dict[str, Any]] = []
-        full: list[str] = []
-        partial: list[str] = []
         new_search: list[Row] = []
         for row in rows:
             if row.processed is None:
@@ -86,29 +85,73 @@ def stitch(connection: sa.Connection, refs: Iterable[str], *, relations_only: bo
             if etag == row.etag:
                 continue
             updates.append({"b_ref": row.ref, "final": dumps(final), "etag": etag})
-            if relations_only and row.etag is not None:
-                partial.append(row.ref)
-                new_search.extend(relation_rows(row.ref, final))
-            else:
-                full.append(row.ref)
-                new_search.extend(search_rows(row.ref, final))
-        if not updates:
-            continue
-        changed += len(updates)
-        connection.execute(
-            entities.update().where(entities.c.ref == sa.bindparam("b_ref")),
-            updates,
-        )
-        if full:
-            connection.execute(search.delete().where(search.c.ref.in_(full)))
-        if partial:
+            new_search.extend(search_rows(row.ref, final))
+        if updates:
+            changed += len(updates)
+            _update_finals(connection, updates)
             connection.execute(
-                search.delete().where(
-                    search.c.ref.in_(partial), search.c.key.startswith("relations.")
-                )
+                search.delete().where(search.c.ref.in_([u["b_ref"] for u in updates]))
             )
-        bulk_insert(connection, search, SEARCH_COLUMNS, new_search)
+            bulk_insert(connection, search, SEARCH_COLUMNS, new_search)
     return changed
+
+
+def _restitch(connection: sa.Connection, todo: Sequence[str]) -> int:
+    """Give entities whose relations alone may have changed their current relations.
+
+    The stored final entity is the processed one stitched with the relations of its last
+    stitch (every write of processed content, problems or the orphan mark stitches in full in
+    the same transaction), so only its ``relations`` and ``etag`` are replaced, and only the
+    ``relations.*`` search rows that differ are written: a peer of a first load (a group whose
+    members come in later batches) only gains relations, and deleting and inserting again the
+    rows it kept cost most of the end-of-root stitch. An entity never stitched is stitched in
+    full.
+    """
+    changed = 0
+    unstitched: list[str] = []
+    for batch in chunks(todo):
+        rows = connection.execute(
+            sa.select(entities.c.ref, entities.c.final, entities.c.etag).where(
+                entities.c.ref.in_(batch)
+            )
+        ).all()
+        rels = _relations_by_source(connection, batch)
+        updates: list[dict[str, Any]] = []
+        replaced: list[str] = []
+        new_search: list[Row] = []
+        for ref, stored, old_etag in rows:
+            if stored is None:
+                unstitched.append(ref)
+                continue
+            final = orjson.loads(stored)
+            before = relation_rows(ref, final)
+            etag = _set_relations(final, rels.get(ref, set()))
+            if etag == old_etag:
+                continue
+            updates.append({"b_ref": ref, "final": dumps(final), "etag": etag})
+            after = relation_rows(ref, final)
+            kept = set(after)
+            if all(row in kept for row in before):  # only gained: add the new rows
+                had = set(before)
+                new_search.extend(row for row in after if row not in had)
+            else:
+                replaced.append(ref)
+                new_search.extend(after)
+        if updates:
+            changed += len(updates)
+            _update_finals(connection, updates)
+            if replaced:
+                connection.execute(
+                    search.delete().where(
+                        search.c.ref.in_(replaced), search.c.key.startswith("relations.")
+                    )
+                )
+            bulk_insert(connection, search, SEARCH_COLUMNS, new_search)
+    return changed + (stitch(connection, unstitched) if unstitched else 0)
+
+
+def _update_finals(connection: sa.Connection, updates: list[dict[str, Any]]) -> None:
+    connection.execute(entities.update().where(entities.c.ref == sa.bindparam("b_ref")), updates)
 
 
 def mark_for_stitch(connection: sa.Connection, refs: Iterable[str]) -> None:
@@ -180,15 +223,21 @@ def _final(row: Any, rels: set[tuple[str, str]]) -> tuple[dict[str, Any], str]:
     final: dict[str, Any] = orjson.loads(row.processed)
     meta = final.setdefault("metadata", {})
     meta["uid"] = row.uid
-    meta.pop("etag", None)
     if row.orphan:
         meta["annotations"] = {**(meta.get("annotations") or {}), ORPHAN_ANNOTATION: "true"}
-    final["relations"] = [_relation_json(t, target) for t, target in sorted(rels)]
     problems = [Problem.from_json(p) for p in orjson.loads(row.problems)]
     if problems:
         final["status"] = {"items": [p.status_item() for p in problems]}
     else:
         final.pop("status", None)
+    return final, _set_relations(final, rels)
+
+
+def _set_relations(final: dict[str, Any], rels: set[tuple[str, str]]) -> str:
+    """Put ``rels`` into ``final`` and give it the etag of its new content; returns the etag."""
+    meta = final["metadata"]
+    meta.pop("etag", None)
+    final["relations"] = [_relation_json(t, target) for t, target in sorted(rels)]
     etag = digest(final)[:32]
     meta["etag"] = etag
-    return final, etag
+    return etag
