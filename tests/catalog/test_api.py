@@ -126,6 +126,34 @@ def test_by_refs_keeps_order_and_gives_null_for_missing(catalog: Any) -> None:
     assert [items[0]["metadata"]["name"], items[2]["metadata"]["name"]] == ["platform", "ada"]
 
 
+def test_by_refs_answers_alike_on_the_event_loop_and_in_a_thread(catalog: Any) -> None:
+    """A few refs without a filter are looked up on the event loop, many refs or a filter in
+    a worker thread (``api.inline``); both give the same items, in order, nulls included."""
+    from greenroom.catalog.api import INLINE_REFS
+
+    refs = ["group:platform", "component:default/missing", "not a ref", "user:default/ada"]
+    many = refs * (INLINE_REFS // len(refs) + 1)
+    assert len(many) > INLINE_REFS
+
+    def items(body: dict[str, Any], **params: Any) -> list[Any]:
+        response = catalog.client.post("/api/catalog/entities/by-refs", json=body, params=params)
+        assert response.status_code == 200
+        return response.json()["items"]
+
+    few = items({"entityRefs": refs, "fields": ["kind", "metadata.name"]})
+    assert few == [
+        {"kind": "Group", "metadata": {"name": "platform"}},
+        None,
+        None,
+        {"kind": "User", "metadata": {"name": "ada"}},
+    ]
+    assert items({"entityRefs": many, "fields": ["kind", "metadata.name"]}) == few * (
+        len(many) // len(refs)
+    )
+    filtered = items({"entityRefs": refs, "fields": ["metadata.name"]}, filter="kind=user")
+    assert filtered == [None, None, None, {"metadata": {"name": "ada"}}]
+
+
 def test_by_name_and_by_uid(catalog: Any) -> None:
     group = catalog.entity("Group", "platform")
     by_uid = catalog.get(f"/entities/by-uid/{group['metadata']['uid']}")
