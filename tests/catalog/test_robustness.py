@@ -16,6 +16,13 @@ from tests.catalog.test_ingestion import ORG
 from tests.conftest import write_files
 from tests.httpserver import base_url, serve_folder
 
+GROUP = """
+apiVersion: backstage.io/v1alpha1
+kind: Group
+metadata: {{name: {name}}}
+spec: {{type: team, children: []}}
+"""
+
 
 def location_messages(catalog: Any, name: str | None = None) -> str:
     params = {"filter": "kind=location" + (f",metadata.name={name}" if name else "")}
@@ -66,6 +73,53 @@ def test_a_glob_matching_nothing_keeps_what_it_produced(make_catalog: Any) -> No
     catalog.refresh()
     assert catalog.status("group", "platform") == 200
     assert "matches no file" in location_messages(catalog)
+
+
+def test_a_recursive_glob_reads_each_file_once_and_skips_links_and_hidden_folders(
+    make_catalog: Any,
+) -> None:
+    """``**`` finds files at any depth, in order, but does not descend into symlinked folders
+    (two links back up the tree made the standard library's glob walk exponentially many
+    paths: the pass never ended) nor into folders whose names start with a dot (``.git``),
+    as Backstage's glob does; a dot written out in the pattern is matched."""
+    catalog = make_catalog(None)
+    teams = catalog.root / "teams"
+    write_files(
+        teams,
+        {
+            "a/catalog-info.yaml": ORG["org.yaml"],
+            "b/deep/catalog-info.yaml": ORG["services.yaml"],
+            "b/deep/billing.openapi.yaml": ORG["billing.openapi.yaml"],
+            ".git/catalog-info.yaml": GROUP.format(name="from-git"),
+            "c/.backstage/catalog-info.yaml": GROUP.format(name="dotted"),
+        },
+    )
+    # One link back up: the standard library's glob matched a/catalog-info.yaml 41 times
+    # (a second one, and its walk never ended).
+    (teams / "a" / "up").symlink_to("..")
+    catalog = make_catalog(
+        None, locations=[{"type": "file", "target": str(teams / "**" / "catalog-info.yaml")}]
+    )
+    summary = catalog.refresh()
+    assert summary.problems == []
+    assert catalog.status("group", "platform") == 200
+    assert catalog.status("component", "billing") == 200
+    assert catalog.status("group", "from-git") == 404
+    assert catalog.status("group", "dotted") == 404
+    annotations = catalog.entity("group", "platform")["metadata"]["annotations"]
+    assert annotations["backstage.io/managed-by-location"] == (
+        f"file:{teams / 'a' / 'catalog-info.yaml'}"
+    )
+
+    dotted = str(teams / "**" / ".backstage" / "*.yaml")
+    catalog = make_catalog(None, locations=[{"type": "file", "target": dotted}])
+    catalog.refresh()
+    assert catalog.status("group", "dotted") == 200
+    assert Reader.expand_file_target(str(teams / "**")) == [
+        str(teams / "a" / "catalog-info.yaml"),
+        str(teams / "b" / "deep" / "billing.openapi.yaml"),
+        str(teams / "b" / "deep" / "catalog-info.yaml"),
+    ]
 
 
 def test_a_url_location_cannot_lead_to_files_on_the_server(

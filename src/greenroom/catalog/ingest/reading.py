@@ -200,10 +200,31 @@ class Reader:
 
     @staticmethod
     def expand_file_target(target: str) -> list[str]:
-        """The files a ``file`` target names: itself, or the sorted matches of its glob."""
-        if glob.has_magic(target):
-            return sorted(p for p in glob.glob(target, recursive=True) if os.path.isfile(p))
-        return [target]
+        """The files a ``file`` target names: itself, or the sorted matches of its glob.
+
+        As in Backstage (node-glob's defaults): ``**`` does not descend into symlinked folders,
+        and wildcards do not match names that start with a dot (``.git``) unless the pattern
+        writes them out. The standard library's recursive glob follows links: a link back up
+        the tree made one file match forty times, two such links made the pass never end.
+        """
+        if not glob.has_magic(target):
+            return [target]
+        parts = Path(target).parts
+        fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+        base = Path(*parts[:fixed]) if fixed else Path()
+        pattern = list(parts[fixed:])
+        if pattern[-1] == "**":  # files at any depth, as in node-glob (pathlib: folders only)
+            pattern.append("*")
+        written = {part for part in pattern if not glob.has_magic(part)}
+        found = []
+        for path in base.glob(str(Path(*pattern))):
+            hidden = any(
+                part.startswith(".") and part not in written
+                for part in path.relative_to(base).parts
+            )
+            if not hidden and path.is_file():
+                found.append(str(path))
+        return sorted(found)
 
 
 def _lines(handle: TextIO) -> Iterator[str]:
