@@ -24,6 +24,13 @@ class GenerationCache:
         self._items: OrderedDict[Hashable, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
+    def peek(self, generation: int, key: Hashable) -> bytes | None:
+        """The answer for ``key`` at ``generation`` if it is cached, else None."""
+        with self._lock:
+            if generation == self._generation:
+                return self._items.get(key)
+        return None
+
     def get_or_compute(self, generation: int, key: Hashable, compute: Callable[[], bytes]) -> bytes:
         """The answer for ``key`` at ``generation``, computing it on a miss."""
         with self._lock:

@@ -412,12 +412,24 @@ def router(context: AppContext) -> APIRouter:
         return Response(status_code=204)
 
     @api.get("/entity-facets", summary="Counts of the values of entity fields")
-    def entity_facets(
+    async def entity_facets(
         facet: ListParam = [],
         filter: ListParam = [],
     ) -> Response:
         if not facet:
             raise InvalidInput("Missing facet parameter")
+        # An answer counted since the last write is sent from the event loop; counting (linear
+        # in the catalog) gets a thread.
+        cached = await inline(True, cached_facets, (tuple(facet), tuple(filter)))
+        if cached is not None:
+            return RawJSON(cached)
+        return await inline(False, count_facets, facet, filter)
+
+    def cached_facets(key: tuple[tuple[str, ...], tuple[str, ...]]) -> bytes | None:
+        with reads.connect() as conn:
+            return facet_cache.peek(read_generation(conn), key)
+
+    def count_facets(facet: list[str], filter: list[str]) -> Response:
         where = queries.filter_clause(queries.parse_filters(filter))
         with reads.connect() as conn:
             # Counting is linear in the catalog; the answer changes only with a write.
