@@ -278,3 +278,79 @@ def test_a_whole_listing_is_streamed_in_pieces_and_complete(make_catalog: Any) -
     assert body == [{"metadata": {"name": f"c{i:04d}"}} for i in range(count)]
     empty = catalog.get("/entities", params={"filter": "kind=nothing"})
     assert empty == []
+
+
+def test_a_busy_pool_never_stops_the_event_loop(
+    make_catalog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lookups run on the event loop only when a pooled connection is idle: with the only one
+    held by a listing streamed to a client that stopped reading, a by-name must not wait for
+    it on the loop (the stream needs the loop to finish and give it back): the health check
+    answers at once, and by-name once the client reads on."""
+    import socket
+    import textwrap
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from greenroom import db
+    from greenroom.app import create_app
+
+    plain = db.create_engine
+    monkeypatch.setattr(
+        db,
+        "create_engine",
+        lambda url, **kw: plain(url, pool_size=1, max_overflow=0, pool_timeout=20, **kw),
+    )
+    body = "x" * 2000
+    docs = [
+        textwrap.dedent(f"""
+            apiVersion: backstage.io/v1alpha1
+            kind: Component
+            metadata: {{name: svc-{i}, description: "{body}"}}
+            spec: {{type: service, lifecycle: production, owner: platform}}
+            """)
+        for i in range(3000)
+    ]
+    catalog = make_catalog({"all.yaml": "---".join(docs)})
+    catalog.refresh()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(catalog.context, background=False), port=port, log_level="error")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        with (
+            httpx.Client(base_url=base, timeout=60) as slow,
+            httpx.Client(base_url=base, timeout=60) as other,
+        ):
+            listing = slow.send(slow.build_request("GET", "/api/catalog/entities"), stream=True)
+            assert listing.status_code == 200  # streaming: its connection stays checked out
+            time.sleep(0.3)
+            answers: list[int] = []
+            lookup = threading.Thread(
+                target=lambda: answers.append(
+                    other.get("/api/catalog/entities/by-name/component/default/svc-1").status_code
+                )
+            )
+            lookup.start()
+            time.sleep(0.3)
+            started = time.monotonic()
+            with httpx.Client(base_url=base, timeout=60) as health:
+                assert health.get("/healthcheck").status_code == 200
+            assert time.monotonic() - started < 2
+            received = sum(len(chunk) for chunk in listing.iter_bytes())  # the client reads on
+            assert received > 3000 * 2000
+            lookup.join(timeout=20)
+            assert answers == [200]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

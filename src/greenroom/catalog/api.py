@@ -52,6 +52,17 @@ async def inline(small: bool, call: Callable[..., T], *args: Any) -> T:
     return await run_in_threadpool(call, *args)
 
 
+def idle_connection(pool: sa.pool.Pool) -> bool:
+    """Whether a pooled connection is waiting to be used, so that a lookup on the event loop
+    neither waits for one nor opens one there. A loop that waited would stop the process: the
+    streamed listings holding the connections need the loop to finish and give them back
+    (with a busy pool, by-name timed out after the pool's timeout and took health checks with
+    it). A race with a worker thread for the last idle connection costs at most that wait."""
+    if isinstance(pool, sa.pool.StaticPool):  # one shared connection (in-memory SQLite)
+        return True
+    return isinstance(pool, sa.pool.QueuePool) and pool.checkedin() > 0
+
+
 class RawJSON(Response):
     """A response whose body is JSON encoded already (stored entities are sent as stored)."""
 
@@ -349,7 +360,7 @@ def router(context: AppContext) -> APIRouter:
         filter: ListParam = [],
     ) -> Response:
         small = len(body.entityRefs) <= INLINE_REFS and not filter
-        return await inline(small, by_refs, body, filter)
+        return await inline(small and idle_connection(engine.pool), by_refs, body, filter)
 
     def by_refs(body: ByRefsInput, filter: list[str]) -> Response:
         wanted: list[str] = []
@@ -370,7 +381,7 @@ def router(context: AppContext) -> APIRouter:
     @api.get("/entities/by-name/{kind}/{namespace}/{name}", summary="Get an entity by name")
     async def entity_by_name(kind: str, namespace: str, name: str) -> Response:
         return await inline(
-            True,
+            idle_connection(engine.pool),
             served,
             entities.c.ref == format_ref(kind, namespace, name),
             f"No entity named '{name}' found, with kind '{kind}' in namespace '{namespace}'",
@@ -404,7 +415,9 @@ def router(context: AppContext) -> APIRouter:
 
     @api.get("/entities/by-uid/{uid}", summary="Get an entity by uid")
     async def entity_by_uid(uid: str) -> Response:
-        return await inline(True, served, entities.c.uid == uid, f"No entity with uid {uid}")
+        return await inline(
+            idle_connection(engine.pool), served, entities.c.uid == uid, f"No entity with uid {uid}"
+        )
 
     @api.delete("/entities/by-uid/{uid}", status_code=204, summary="Delete an entity by uid")
     def delete_by_uid(uid: str) -> Response:
@@ -420,7 +433,8 @@ def router(context: AppContext) -> APIRouter:
             raise InvalidInput("Missing facet parameter")
         # An answer counted since the last write is sent from the event loop; counting (linear
         # in the catalog) gets a thread.
-        cached = await inline(True, cached_facets, (tuple(facet), tuple(filter)))
+        key = (tuple(facet), tuple(filter))
+        cached = await inline(idle_connection(engine.pool), cached_facets, key)
         if cached is not None:
             return RawJSON(cached)
         return await inline(False, count_facets, facet, filter)
