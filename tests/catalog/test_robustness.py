@@ -115,6 +115,9 @@ def test_a_recursive_glob_reads_each_file_once_and_skips_links_and_hidden_folder
     catalog = make_catalog(None, locations=[{"type": "file", "target": dotted}])
     catalog.refresh()
     assert catalog.status("group", "dotted") == 200
+    (teams / ".top.yaml").write_text("")
+    assert Reader.expand_file_target(str(teams / ".*.yaml")) == [str(teams / ".top.yaml")]
+    assert Reader.expand_file_target(str(teams / "**") + "/") == []
     assert Reader.expand_file_target(str(teams / "**")) == [
         str(teams / "a" / "catalog-info.yaml"),
         str(teams / "b" / "deep" / "billing.openapi.yaml"),

@@ -8,6 +8,7 @@ host is in ``backend.reading.allow`` (Backstage's format and matching: exact ``h
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import posixpath
@@ -203,28 +204,51 @@ class Reader:
         """The files a ``file`` target names: itself, or the sorted matches of its glob.
 
         As in Backstage (node-glob's defaults): ``**`` does not descend into symlinked folders,
-        and wildcards do not match names that start with a dot (``.git``) unless the pattern
-        writes them out. The standard library's recursive glob follows links: a link back up
-        the tree made one file match forty times, two such links made the pass never end.
+        and a wildcard matches a name that starts with a dot (``.git``) only when its pattern
+        part starts with one. The standard library's recursive glob follows links: a link back
+        up the tree made one file match forty times, two such links made the pass never end.
+        Hidden and linked folders are skipped while walking, not filtered after.
         """
         if not glob.has_magic(target):
             return [target]
+        if target.endswith("/"):  # names folders only, and folders are not read
+            return []
         parts = Path(target).parts
         fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
-        base = Path(*parts[:fixed]) if fixed else Path()
+        base = os.path.join(*parts[:fixed]) if fixed else "."
         pattern = list(parts[fixed:])
-        if pattern[-1] == "**":  # files at any depth, as in node-glob (pathlib: folders only)
+        if pattern[-1] == "**":  # files at any depth, as in node-glob
             pattern.append("*")
-        written = {part for part in pattern if not glob.has_magic(part)}
-        found = []
-        for path in base.glob(str(Path(*pattern))):
-            hidden = any(
-                part.startswith(".") and part not in written
-                for part in path.relative_to(base).parts
-            )
-            if not hidden and path.is_file():
-                found.append(str(path))
+        found = {path for path in _glob(base, pattern) if os.path.isfile(path)}
         return sorted(found)
+
+
+def _glob(folder: str, pattern: Sequence[str]) -> Iterator[str]:
+    """Paths under ``folder`` matching ``pattern`` (path parts; see ``expand_file_target``)."""
+    if not pattern:
+        yield folder
+        return
+    head, rest = pattern[0], pattern[1:]
+    if not glob.has_magic(head):
+        path = os.path.join(folder, head)
+        if os.path.lexists(path):
+            yield from _glob(path, rest)
+        return
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # not a folder, gone, or not readable: no match
+        return
+    if head == "**":
+        yield from _glob(folder, rest)  # no folder at all
+        for entry in entries:
+            if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                yield from _glob(entry.path, pattern)
+        return
+    for entry in entries:
+        if fnmatch.fnmatchcase(entry.name, head) and (
+            head.startswith(".") or not entry.name.startswith(".")
+        ):
+            yield from _glob(entry.path, rest)
 
 
 def _lines(handle: TextIO) -> Iterator[str]:
