@@ -215,7 +215,7 @@ class Reader:
             return []
         parts = Path(target).parts
         fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
-        base = os.path.join(*parts[:fixed]) if fixed else "."
+        base = os.path.join(*parts[:fixed]) if fixed else ""
         pattern = list(parts[fixed:])
         if pattern[-1] == "**":  # files at any depth, as in node-glob
             pattern.append("*")
@@ -235,20 +235,27 @@ def _glob(folder: str, pattern: Sequence[str]) -> Iterator[str]:
             yield from _glob(path, rest)
         return
     try:
-        entries = list(os.scandir(folder))
+        entries = list(os.scandir(folder or "."))
     except OSError:  # not a folder, gone, or not readable: no match
         return
     if head == "**":
         yield from _glob(folder, rest)  # no folder at all
         for entry in entries:
-            if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
-                yield from _glob(entry.path, pattern)
+            if not entry.name.startswith(".") and _real_folder(entry):
+                yield from _glob(os.path.join(folder, entry.name), pattern)
         return
     for entry in entries:
         if fnmatch.fnmatchcase(entry.name, head) and (
             head.startswith(".") or not entry.name.startswith(".")
         ):
-            yield from _glob(entry.path, rest)
+            yield from _glob(os.path.join(folder, entry.name), rest)
+
+
+def _real_folder(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def _lines(handle: TextIO) -> Iterator[str]:
