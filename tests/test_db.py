@@ -389,3 +389,40 @@ def test_stitch_deletes_by_ref_use_the_index_while_a_load_outgrows_its_statistic
     db.sample_statistics(engine)  # what ingestion runs each time the entities written double
     check_plans()
     engine.dispose()
+
+
+def test_a_postgresql_server_that_never_answers_fails_a_connection_in_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that accepts the TCP connection and says nothing (a hung host behind a proxy)
+    fails a new connection after ``db.CONNECT_TIMEOUT`` instead of holding the request (and,
+    for a lookup on the event loop, the whole process) for the system's TCP timeout; a
+    ``connect_timeout`` written in the URL wins."""
+    import socket
+
+    def seconds_to_fail(url: str) -> float:
+        engine = db.create_engine(url)
+        started = time.monotonic()
+        failed: list[BaseException] = []
+
+        def connect() -> None:
+            try:
+                engine.connect()
+            except sa.exc.OperationalError as exc:
+                failed.append(exc)
+
+        attempt = threading.Thread(target=connect, daemon=True)
+        attempt.start()
+        attempt.join(timeout=10)  # without a timeout it would wait for ever: fail instead
+        assert failed, "the connection attempt neither failed nor gave up"
+        engine.dispose()
+        return time.monotonic() - started
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel accepts; nobody ever reads or writes
+        url = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/test"
+        monkeypatch.setattr(db, "CONNECT_TIMEOUT", 1)
+        assert 0.9 < seconds_to_fail(url) < 4
+        monkeypatch.setattr(db, "CONNECT_TIMEOUT", 60)
+        assert 1.9 < seconds_to_fail(url + "?connect_timeout=2") < 5

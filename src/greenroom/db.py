@@ -51,16 +51,24 @@ def _note_writes(
 
 #: A pooled PostgreSQL connection idle for longer than this is checked before it is handed out.
 PING_AFTER_IDLE = 5.0
+#: Seconds to wait for a new PostgreSQL connection, unless the URL says (``connect_timeout``).
+CONNECT_TIMEOUT = 10
 _IDLE_SINCE = "greenroom_idle_since"
 
 
 def create_engine(
-    url: str, *, ping_after_idle: float = PING_AFTER_IDLE, **kwargs: Any
+    url: str,
+    *,
+    ping_after_idle: float = PING_AFTER_IDLE,
+    **kwargs: Any,
 ) -> sa.Engine:
     """An engine for ``url`` with the settings Greenroom needs on each database.
 
     ``ping_after_idle`` (PostgreSQL): seconds after which an idle pooled connection is checked
-    before use (0 checks every checkout).
+    before use (0 checks every checkout). A new PostgreSQL connection may take
+    :data:`CONNECT_TIMEOUT` seconds unless the URL says: without a limit an unreachable server
+    holds a request for the system's TCP timeout (two minutes on Linux), and a lookup that
+    reconnects on the event loop (``catalog/api.py``) holds every request of the process.
     """
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -111,6 +119,11 @@ def create_engine(
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
+    if "connect_timeout" not in sa.engine.make_url(url).query:
+        kwargs["connect_args"] = {
+            "connect_timeout": CONNECT_TIMEOUT,
+            **kwargs.get("connect_args", {}),
+        }
     engine = sa.create_engine(url, **kwargs)
     _ping_after_idle(engine, ping_after_idle)
     return engine
