@@ -358,20 +358,10 @@ def assert_stored_as_stitched_afresh(catalog: Any) -> None:
     with catalog.context.engine.connect() as conn:
         stored_rows = sorted(
             tuple(row)
-            for row in conn.execute(
-                sa.select(search.c.ref, search.c.key, search.c.value, search.c.original_value)
-            )
+            for row in conn.execute(sa.select(*(search.c[name] for name in stitch.SEARCH_COLUMNS)))
         )
         rows = conn.execute(
-            sa.select(
-                entities.c.ref,
-                entities.c.uid,
-                entities.c.processed,
-                entities.c.problems,
-                entities.c.orphan,
-                entities.c.final,
-                entities.c.etag,
-            ).where(entities.c.final.is_not(None))
+            sa.select(*stitch.STITCHED_FROM, entities.c.final).where(entities.c.final.is_not(None))
         ).all()
         rels = stitch._relations_by_source(conn, [row.ref for row in rows])
     expected_rows = []

@@ -23,6 +23,16 @@ from greenroom.db import bulk_insert
 
 ORPHAN_ANNOTATION = "backstage.io/orphan"
 SEARCH_COLUMNS = ("ref", "key", "value", "original_value")
+#: What a full stitch reads of a stored entity (:func:`_final` needs all but ``etag``, which
+#: tells whether the result changed).
+STITCHED_FROM = (
+    entities.c.ref,
+    entities.c.uid,
+    entities.c.processed,
+    entities.c.problems,
+    entities.c.orphan,
+    entities.c.etag,
+)
 CHUNK = 500
 
 
@@ -65,16 +75,7 @@ def stitch(connection: sa.Connection, refs: Iterable[str], *, relations_only: bo
         return _restitch(connection, todo)
     changed = 0
     for batch in chunks(todo):
-        rows = connection.execute(
-            sa.select(
-                entities.c.ref,
-                entities.c.uid,
-                entities.c.processed,
-                entities.c.problems,
-                entities.c.orphan,
-                entities.c.etag,
-            ).where(entities.c.ref.in_(batch))
-        ).all()
+        rows = connection.execute(sa.select(*STITCHED_FROM).where(entities.c.ref.in_(batch))).all()
         rels = _relations_by_source(connection, batch)
         updates: list[dict[str, Any]] = []
         new_search: list[Row] = []
