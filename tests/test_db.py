@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +14,9 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 
 from greenroom import db
+from greenroom.catalog import queries
+from greenroom.catalog.stitch import SEARCH_COLUMNS
+from greenroom.catalog.tables import search as search_table
 from greenroom.catalog.text_index import TEXT_KEYS
 
 
@@ -23,7 +27,7 @@ def test_migrations_and_statistics(database_url: str) -> None:
     db.refresh_statistics(engine)  # VACUUM must run outside a transaction on PostgreSQL
     with engine.connect() as conn:
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0010"
+        assert version == "0011"
         if conn.dialect.name == "postgresql":
             names = conn.execute(sa.text("SELECT stxname FROM pg_statistic_ext")).scalars().all()
             assert "catalog_search_key_value_stats" in names
@@ -229,12 +233,57 @@ def test_search_rows_keep_through_the_foreign_key_migration(database_url: str) -
         ("ix_catalog_search_ref_key", ("ref", "key", "value")),
     }
     assert keys == 1 and wanted <= indexes
-    migrate(engine, "head")
+    migrate(engine, "0010")
     assert state() == (rows, indexes, 0)
     with engine.begin() as conn:  # no entity behind it: accepted now
         conn.exec_driver_sql("INSERT INTO catalog_search (ref, key) VALUES ('x:default/y', 'k')")
     migrate(engine, "0008", down=True)  # the row the key would refuse goes first
     assert state() == (rows, indexes, 1)
+    engine.dispose()
+
+
+def test_original_spellings_keep_through_the_facets_migration(database_url: str) -> None:
+    """0011 keeps ``original_value`` only where it differs from ``value`` and indexes it: the
+    facets a user sees are the same before and after, and downgrading restores every row."""
+    engine = db.create_engine(database_url)
+    migrate(engine, "0010")
+    rows = [
+        ("component:default/a", "kind", "component", "Component"),
+        ("component:default/a", "spec.type", "service", "service"),
+        ("component:default/b", "spec.type", "service", "Service"),
+        ("component:default/b", "metadata.description", None, None),
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(search_table), [dict(zip(SEARCH_COLUMNS, row, strict=True)) for row in rows]
+        )
+
+    def state() -> tuple[set[tuple[Any, ...]], tuple[str, ...]]:
+        with engine.connect() as conn:
+            stored = {tuple(r) for r in conn.execute(sa.select(*search_table.c)).all()}
+            indexes = {
+                ix["name"]: tuple(ix["column_names"])
+                for ix in sa.inspect(conn).get_indexes("catalog_search")
+            }
+        return stored, indexes["ix_catalog_search_key_value"]
+
+    migrate(engine, "0011")
+    stored, index = state()
+    assert index == ("key", "value", "ref", "original_value")
+    assert stored == {
+        ("component:default/a", "kind", "component", "Component"),
+        ("component:default/a", "spec.type", "service", None),
+        ("component:default/b", "spec.type", "service", "Service"),
+        ("component:default/b", "metadata.description", None, None),
+    }
+    with engine.connect() as conn:
+        counted = queries.facets(conn, ["spec.type", "kind"], queries.SERVED)
+    assert counted == {
+        "spec.type": [{"value": "Service", "count": 1}, {"value": "service", "count": 1}],
+        "kind": [{"value": "Component", "count": 1}],
+    }
+    migrate(engine, "0010", down=True)
+    assert state() == (set(rows), ("key", "value", "ref"))
     engine.dispose()
 
 
@@ -303,7 +352,7 @@ def test_a_first_load_interrupted_before_0007_does_not_stop_the_upgrade(
             ix["name"]: tuple(ix["column_names"])
             for ix in sa.inspect(conn).get_indexes("catalog_search")
         }
-    assert indexes["ix_catalog_search_key_value"] == ("key", "value", "ref")
+    assert indexes["ix_catalog_search_key_value"] == ("key", "value", "ref", "original_value")
     migrate(engine, "0006", down=True)
     engine.dispose()
 

@@ -330,6 +330,48 @@ def test_facets_follow_writes_of_any_app_on_the_database(make_catalog: Any) -> N
     assert second.get("/entity-facets", params=params) == gone
 
 
+def test_facets_count_each_spelling_apart(make_catalog: Any) -> None:
+    """As Backstage: ``Service`` and ``service`` are two facet values, though a filter matches
+    both. The spelling is stored only where it differs from the lower-cased value, so this
+    also checks that a value written in lower case comes back as written."""
+    spellings = ["service", "Service", "service", "SERVICE", "website", "Service"]
+    docs = [GROUP] + [
+        COMPONENT.format(
+            name=f"c-{i}", title="t", description="d", tags="java" if i % 2 else "go", type=t
+        )
+        for i, t in enumerate(spellings)
+    ]
+    catalog = make_catalog({"all.yaml": "\n---\n".join(docs)})
+    catalog.refresh()
+    params = [("facet", "spec.type"), ("facet", "kind"), ("filter", "kind=component")]
+    assert catalog.get("/entity-facets", params=params)["facets"] == {
+        "spec.type": [
+            {"value": "SERVICE", "count": 1},
+            {"value": "Service", "count": 2},
+            {"value": "service", "count": 2},
+            {"value": "website", "count": 1},
+        ],
+        "kind": [{"value": "Component", "count": 6}],
+    }
+    filtered = [("facet", "spec.type"), ("filter", "spec.type=SERVICE,metadata.tags=java")]
+    assert catalog.get("/entity-facets", params=filtered)["facets"] == {
+        "spec.type": [{"value": "SERVICE", "count": 1}, {"value": "Service", "count": 2}]
+    }
+    (catalog.root / "all.yaml").write_text(
+        (catalog.root / "all.yaml").read_text().replace("type: Service", "type: service")
+    )
+    catalog.refresh()
+    assert catalog.get("/entity-facets", params=[("facet", "spec.type")])["facets"] == {
+        "spec.type": [
+            {"value": "SERVICE", "count": 1},
+            {"value": "file", "count": 1},
+            {"value": "service", "count": 4},
+            {"value": "team", "count": 1},
+            {"value": "website", "count": 1},
+        ]
+    }
+
+
 def test_by_query_reads_in_one_round_trip_each_unless_the_database_matches(
     catalog: Any, make_catalog: Any
 ) -> None:

@@ -1,10 +1,15 @@
 """The final entity flattened into ``key = value`` rows, as Backstage's ``buildEntitySearch``.
 
-Keys are dotted paths, lower-cased; values are lower-cased strings (``original_value`` keeps the
-case, for facets). Arrays repeat their key per item, and an array of strings also yields
-``path.<item> = true`` so that ``metadata.tags.java`` can be filtered on. Relations become
-``relations.<type> = <targetRef>``. Keys over 200 characters are skipped and values over 200
-characters are stored as NULL, as Backstage does, so that the index stays small.
+Keys are dotted paths, lower-cased; values are lower-cased strings. Arrays repeat their key per
+item, and an array of strings also yields ``path.<item> = true`` so that ``metadata.tags.java``
+can be filtered on. Relations become ``relations.<type> = <targetRef>``. Keys over 200
+characters are skipped and values over 200 characters are stored as NULL, as Backstage does, so
+that the index stays small.
+
+``original_value`` keeps the spelling for facets, but only where it differs from ``value``: it
+is NULL for a value written in lower case, as nearly all are (Backstage stores both always).
+The filter index ``(key, value, ref, original_value)`` then answers facets by itself without
+holding a second copy of every value, and the table keeps one copy instead of two.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from typing import Any
 
 MAX_KEY = 200
 MAX_VALUE = 200
-Row = tuple[str, str, str | None, str | None]  # ref, key, value, original_value
+#: ref, key, value, original_value (None when the same as value).
+Row = tuple[str, str, str | None, str | None]
 SKIPPED = frozenset(
     {
         "attachments",
@@ -93,6 +99,8 @@ def _rows(ref: str, raw: list[tuple[str, Any]]) -> list[Row]:
             value = original.lower()
             if len(value) > MAX_VALUE:
                 value = original = None
+            elif original == value:
+                original = None
         if (key, value) in seen:
             continue
         seen.add((key, value))

@@ -79,8 +79,10 @@ search = sa.Table(
     sa.Column("ref", REF, nullable=False),
     sa.Column("key", sa.String(255), nullable=False),
     sa.Column("value", sa.String(255), nullable=True),
+    # NULL where the spelling is the value's own (search_rows); NULL value: NULL here too.
     sa.Column("original_value", sa.String(255), nullable=True),
-    sa.Index("ix_catalog_search_key_value", "key", "value", "ref"),
+    # original_value last: facets count from the index alone (migration 0011).
+    sa.Index("ix_catalog_search_key_value", "key", "value", "ref", "original_value"),
     sa.Index("ix_catalog_search_ref_key", "ref", "key", "value"),
 )
 
