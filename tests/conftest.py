@@ -11,6 +11,7 @@ import os
 import textwrap
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,22 @@ def _backends() -> list[str]:
 @pytest.fixture(params=_backends())
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'greenroom.sqlite'}"
+    with _fresh_database(request.param, tmp_path / "greenroom.sqlite") as url:
+        yield url
+
+
+@pytest.fixture
+def other_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A second fresh, empty database on the backend of ``database_url``."""
+    backend = "postgresql" if database_url.startswith("postgresql") else "sqlite"
+    with _fresh_database(backend, tmp_path / "other.sqlite") as url:
+        yield url
+
+
+@contextmanager
+def _fresh_database(backend: str, sqlite_path: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{sqlite_path}"
         return
     assert PG_URL is not None
     base = PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)

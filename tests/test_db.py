@@ -40,6 +40,121 @@ def test_migrations_and_statistics(database_url: str) -> None:
     engine.dispose()
 
 
+def _clauses(sql: str | None) -> list[str]:
+    """SQLite's text of a definition, as its clauses in any order (columns that migrations
+    added come last) and without quotes or the parentheses Alembic puts around defaults."""
+    text = " ".join((sql or "").replace('"', "").replace("DEFAULT ('')", "DEFAULT ''").split())
+    return sorted(part.strip() for part in text.split(","))
+
+
+def schema_of(engine: sa.Engine) -> dict[str, Any]:
+    """Everything of a database's schema that a query or a migration could notice (indexes
+    and SQLite's constraints as each database writes their definitions: SQLAlchemy does not
+    reflect SQLite's indexes on expressions)."""
+    described: dict[str, Any] = {}
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        for table in sorted(inspector.get_table_names()):
+            described[table] = {
+                # By name: a column added by a later migration comes last in its table.
+                "columns": sorted(
+                    (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                    for c in inspector.get_columns(table)
+                ),
+                "primary key": inspector.get_pk_constraint(table),
+                "foreign keys": inspector.get_foreign_keys(table),
+            }
+        described["rows"] = [
+            conn.exec_driver_sql("SELECT * FROM greenroom_generation").all(),
+            conn.exec_driver_sql("SELECT * FROM alembic_version").all(),
+        ]
+        if conn.dialect.name == "sqlite":
+            described["sql"] = sorted(
+                (kind, name, _clauses(sql))
+                for kind, name, sql in conn.exec_driver_sql(
+                    "SELECT type, name, sql FROM sqlite_master"
+                )
+            )
+        else:
+            schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+            described["unique"] = {
+                table: sorted(
+                    (u["name"], tuple(u["column_names"]))
+                    for u in inspector.get_unique_constraints(table)
+                )
+                for table in inspector.get_table_names()
+            }
+            described["index definitions"] = sorted(
+                definition.replace(f"{schema}.", "")
+                for definition in conn.exec_driver_sql(
+                    "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+                ).scalars()
+            )
+            described["statistics"] = conn.exec_driver_sql(
+                "SELECT stxname, stxkind::text, stxkeys::text FROM pg_statistic_ext "
+                "WHERE stxnamespace = current_schema()::regnamespace ORDER BY stxname"
+            ).all()
+            described["column options"] = conn.exec_driver_sql(
+                "SELECT c.relname, a.attname, option FROM pg_attribute a "
+                "JOIN pg_class c ON c.oid = a.attrelid, unnest(a.attoptions) option "
+                "WHERE c.relnamespace = current_schema()::regnamespace "
+                "AND NOT a.attisdropped AND starts_with(option, 'n_distinct') ORDER BY 1, 2"
+            ).all()
+    return described
+
+
+def test_a_new_database_is_created_as_the_migrations_build_it(
+    database_url: str, other_database_url: str
+) -> None:
+    """A new database is created from the tables' metadata in one step (``db.upgrade``), not by
+    replaying every migration: both ways must give the same schema, down to PostgreSQL's
+    statistics objects and column options, and the created one must take later migrations
+    (its stamp, then a downgrade and upgrade through Alembic)."""
+    migrated, created = db.create_engine(database_url), db.create_engine(other_database_url)
+    migrate(migrated, "head")
+    db.upgrade(created)
+    assert db.is_current(created)
+    expected = schema_of(migrated)
+    assert schema_of(created) == expected
+    assert "catalog_search" in expected and expected["rows"][0] == [(1, 0)]
+    if created.dialect.name == "postgresql":
+        assert expected["statistics"] and len(expected["column options"]) == 4
+    migrate(created, "0008", down=True)
+    migrate(created, "head")
+    assert schema_of(created) == expected
+    migrated.dispose()
+    created.dispose()
+
+
+def test_replicas_starting_together_create_a_new_database_once(database_url: str) -> None:
+    """Processes starting at once on an empty database: one creates it under the write lock,
+    the others find it current (before the lock, one failed on tables that already existed)."""
+    code = (
+        "import sys, alembic.command, greenroom.catalog.tables; from greenroom import db; "
+        f"engine = db.create_engine({database_url!r}); print('ready', flush=True); "
+        "sys.stdin.readline(); db.upgrade(engine); print('ok')"
+    )
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    for start in starts:  # imported: now all at once
+        assert start.stdout is not None and start.stdout.readline().strip() == "ready"
+    for start in starts:
+        assert start.stdin is not None
+        start.stdin.write("go\n")
+        start.stdin.flush()
+    assert [start.communicate(timeout=60)[0].strip() for start in starts] == ["ok"] * 4
+    assert all(start.returncode == 0 for start in starts)
+    engine = db.create_engine(database_url)
+    assert db.is_current(engine)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT * FROM greenroom_generation").all() == [(1, 0)]
+    engine.dispose()
+
+
 def test_a_current_database_starts_without_alembic(database_url: str) -> None:
     """Start-up recognises a database at the newest migration without importing Alembic (a
     tenth of a second of every start); the newest is read from the file names, which must

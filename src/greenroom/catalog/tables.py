@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from greenroom.catalog.text_index import create_text_indexes
 from greenroom.db import metadata
 
 REF = sa.String(512)
@@ -112,3 +113,31 @@ roots = sa.Table(
     sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_catalog_roots_due", "next_refresh_at"),
 )
+
+
+# What the migrations add beyond tables and indexes, so that a new database created from this
+# metadata in one step (``db.upgrade``) is the database the migrations build; a test compares
+# the two on both databases. PostgreSQL only: SQLite has no counterpart of any of it.
+#: Migration 0010: the number of distinct refs per column, as a fraction of the rows.
+N_DISTINCT = {
+    "catalog_search": {"ref": -0.03},
+    "catalog_relations": {"originating_ref": -0.1, "source_ref": -0.1, "target_ref": -0.1},
+}
+
+
+@sa.event.listens_for(search, "after_create")
+@sa.event.listens_for(relations, "after_create")
+def _after_create(table: sa.Table, connection: sa.Connection, **_: object) -> None:
+    if connection.dialect.name != "postgresql":
+        return
+    for column, fraction in N_DISTINCT.get(table.name, {}).items():
+        connection.exec_driver_sql(
+            f"ALTER TABLE {table.name} ALTER COLUMN {column} SET (n_distinct = {fraction})"
+        )
+    if table is search:
+        # Migration 0004: key and value are correlated; the planner estimates filters better.
+        connection.exec_driver_sql(
+            "CREATE STATISTICS IF NOT EXISTS catalog_search_key_value_stats "
+            "(mcv, dependencies) ON key, value FROM catalog_search"
+        )
+        create_text_indexes(connection)  # migration 0006: full text's trigram indexes

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-import greenroom.catalog.tables  # noqa: F401  (declares the catalog's tables)
-from greenroom.db import metadata
+from greenroom.db import declare_tables, metadata
+
+declare_tables()
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
