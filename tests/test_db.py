@@ -40,11 +40,15 @@ def test_migrations_and_statistics(database_url: str) -> None:
     engine.dispose()
 
 
-def _clauses(sql: str | None) -> list[str]:
-    """SQLite's text of a definition, as its clauses in any order (columns that migrations
-    added come last) and without quotes or the parentheses Alembic puts around defaults."""
+def _definition(kind: str, sql: str | None) -> str | list[str]:
+    """SQLite's text of a definition without quotes or the parentheses Alembic puts around
+    defaults; a table's as its clauses in any order (columns that migrations added come
+    last), an index's as written (its columns' order matters)."""
     text = " ".join((sql or "").replace('"', "").replace("DEFAULT ('')", "DEFAULT ''").split())
-    return sorted(part.strip() for part in text.split(","))
+    if kind != "table":
+        return text
+    head, _, body = text.partition("(")
+    return [head, *sorted(part.strip() for part in body.rsplit(")", 1)[0].split(","))]
 
 
 def schema_of(engine: sa.Engine) -> dict[str, Any]:
@@ -70,20 +74,33 @@ def schema_of(engine: sa.Engine) -> dict[str, Any]:
         ]
         if conn.dialect.name == "sqlite":
             described["sql"] = sorted(
-                (kind, name, _clauses(sql))
+                (kind, name, _definition(kind, sql))
                 for kind, name, sql in conn.exec_driver_sql(
                     "SELECT type, name, sql FROM sqlite_master"
                 )
             )
         else:
             schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
-            described["unique"] = {
+            described["unique and check"] = {
                 table: sorted(
                     (u["name"], tuple(u["column_names"]))
                     for u in inspector.get_unique_constraints(table)
                 )
+                + sorted((c["name"], c["sqltext"]) for c in inspector.get_check_constraints(table))
                 for table in inspector.get_table_names()
             }
+            described["column types"] = conn.exec_driver_sql(
+                "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), "
+                "a.attnotnull, coalesce(co.collname, '') FROM pg_attribute a "
+                "JOIN pg_class c ON c.oid = a.attrelid "
+                "LEFT JOIN pg_collation co ON co.oid = a.attcollation "
+                "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' "
+                "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1, 2"
+            ).all()
+            described["table options"] = conn.exec_driver_sql(
+                "SELECT relname, coalesce(reloptions::text, '') FROM pg_class "
+                "WHERE relnamespace = current_schema()::regnamespace ORDER BY 1"
+            ).all()
             described["index definitions"] = sorted(
                 definition.replace(f"{schema}.", "")
                 for definition in conn.exec_driver_sql(
@@ -359,7 +376,8 @@ def test_search_rows_keep_through_the_foreign_key_migration(database_url: str) -
 
 def test_original_spellings_keep_through_the_facets_migration(database_url: str) -> None:
     """0011 keeps ``original_value`` only where it differs from ``value`` and indexes it: the
-    facets a user sees are the same before and after, and downgrading restores every row."""
+    facets a user sees are the same before and after (and with rows of both kinds, as a
+    replica not yet upgraded writes them), and downgrading restores every row."""
     engine = db.create_engine(database_url)
     migrate(engine, "0010")
     rows = [
@@ -372,6 +390,12 @@ def test_original_spellings_keep_through_the_facets_migration(database_url: str)
         conn.execute(
             sa.insert(search_table), [dict(zip(SEARCH_COLUMNS, row, strict=True)) for row in rows]
         )
+    expected = {
+        "spec.type": [{"value": "Service", "count": 1}, {"value": "service", "count": 1}],
+        "kind": [{"value": "Component", "count": 1}],
+    }
+    with engine.connect() as conn:  # rows as 0010 wrote them (and a replica not yet upgraded)
+        assert queries.facets(conn, ["spec.type", "kind"], queries.SERVED) == expected
 
     def state() -> tuple[set[tuple[Any, ...]], tuple[str, ...]]:
         with engine.connect() as conn:
@@ -392,11 +416,20 @@ def test_original_spellings_keep_through_the_facets_migration(database_url: str)
         ("component:default/b", "metadata.description", None, None),
     }
     with engine.connect() as conn:
-        counted = queries.facets(conn, ["spec.type", "kind"], queries.SERVED)
-    assert counted == {
-        "spec.type": [{"value": "Service", "count": 1}, {"value": "service", "count": 1}],
-        "kind": [{"value": "Component", "count": 1}],
-    }
+        assert queries.facets(conn, ["spec.type", "kind"], queries.SERVED) == expected
+        conn.execute(  # a replica still on 0010's code writes the spelling again
+            sa.insert(search_table).values(
+                ref="component:default/c",
+                key="spec.type",
+                value="service",
+                original_value="service",
+            )
+        )
+        assert queries.facets(conn, ["spec.type"], queries.SERVED)["spec.type"] == [
+            {"value": "Service", "count": 1},
+            {"value": "service", "count": 2},
+        ]
+        conn.rollback()
     migrate(engine, "0010", down=True)
     assert state() == (set(rows), ("key", "value", "ref"))
     engine.dispose()

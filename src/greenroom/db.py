@@ -93,7 +93,7 @@ def _wal(cursor: Any) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() > deadline:
+            if str(error) != "database is locked" or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
 
@@ -324,7 +324,9 @@ def upgrade(engine: sa.Engine) -> None:
                 )
             if not sa.inspect(connection).get_table_names():
                 declare_tables()
-                metadata.create_all(connection)
+                # Without checkfirst: a table that is visible elsewhere on PostgreSQL's search
+                # path (another schema) must stop this, not be skipped as already there.
+                metadata.create_all(connection, checkfirst=False)
                 _alembic_version.create(connection)
                 connection.execute(_alembic_version.insert().values(version_num=head_revision()))
             elif not _current_in(connection):

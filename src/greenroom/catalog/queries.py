@@ -390,29 +390,29 @@ def facets(
     if not keys:
         return result
     lowered = {key.lower(): key for key in keys}
+    # Backstage counts each spelling apart. The original spelling is stored only where it
+    # differs from the lower-cased value (``search_rows``; a row written before migration 0011
+    # by a replica not yet upgraded may still repeat it, and counts with its spelling), and
+    # the filter index ends with it: the count reads that index alone (13 ms for 42,000 rows at
+    # 50,000 entities, against 70 ms reading each row's original spelling from the table).
+    spelling = sa.func.coalesce(search.c.original_value, search.c.value).label("spelling")
     query = (
         sa.select(
             search.c.key,
-            search.c.value,
-            search.c.original_value,
+            spelling,
             # An entity has at most one row per key and value (rows are deduplicated when
             # written), so counting rows counts entities, without a DISTINCT.
             sa.func.count().label("count"),
         )
         .where(search.c.key.in_(list(lowered)), search.c.value.is_not(None))
-        # Backstage counts each spelling apart. The original spelling is stored only where it
-        # differs from the lower-cased value (``search_rows``), and the filter index ends with
-        # it: the count reads that index alone (13 ms for 42,000 rows at 50,000 entities,
-        # against 70 ms reading each row's original spelling from the table).
-        .group_by(search.c.key, search.c.value, search.c.original_value)
+        .group_by(search.c.key, spelling)
     )
     if where is not SERVED:
         # Search rows exist only for served entities, so without a filter there is nothing to
         # join: the facet is read from the index alone.
         query = query.where(search.c.ref.in_(sa.select(entities.c.ref).where(where)))
     for row in conn.execute(query):
-        spelling = row.value if row.original_value is None else row.original_value
-        result[lowered[row.key]].append({"value": spelling, "count": row.count})
+        result[lowered[row.key]].append({"value": row.spelling, "count": row.count})
     for items in result.values():
         items.sort(key=lambda item: item["value"])
     return result

@@ -11,7 +11,10 @@ the index grows only by the few spellings that differ, and the table loses a cop
 every value (6% of the database at 50,000 entities).
 
 The index keeps ``(key, value, ref)`` in front, so filter subqueries and ordered pages read
-it as before. Migrating rewrites most search rows (seconds at 50,000 entities).
+it as before. Migrating rewrites most search rows (seconds at 50,000 entities). Replicas
+should run one version: one still on 0010's code writes rows that repeat the value (counted
+correctly by the new facets, which group by the spelling shown) but its own facets skip the
+rows written without one, until it is upgraded.
 
 Revision ID: 0011
 Revises: 0010
@@ -30,10 +33,16 @@ INDEX = "ix_catalog_search_key_value"
 
 
 def upgrade() -> None:
-    op.execute("UPDATE catalog_search SET original_value = NULL WHERE original_value = value")
-    # The index may be missing: a first load drops it and builds it at its end (see 0007).
+    # The index first (it may be missing: a first load drops it and builds it at its end, see
+    # 0007), so that the rewrite of nearly every row does not also update it.
     op.drop_index(INDEX, "catalog_search", if_exists=True)
+    op.execute("UPDATE catalog_search SET original_value = NULL WHERE original_value = value")
     op.create_index(INDEX, "catalog_search", ["key", "value", "ref", "original_value"])
+    if op.get_bind().dialect.name == "postgresql":
+        # Fresh statistics for the planner. The rewrite leaves dead row versions: facets read
+        # the index alone only once VACUUM (autovacuum, or `greenroom db upgrade` followed by
+        # `VACUUM ANALYZE catalog_search`) has marked the pages visible again.
+        op.execute("ANALYZE catalog_search")
 
 
 def downgrade() -> None:
