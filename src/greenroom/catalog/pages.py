@@ -36,7 +36,8 @@ from greenroom.catalog.queries import (
     FilterSet,
     filter_clause,
     filter_conditions,
-    order_value,
+    order_values,
+    ref_name,
 )
 from greenroom.catalog.tables import entities, search
 
@@ -235,11 +236,20 @@ def text_page(
     ``catalog_entities``.
     """
     ref = matches.c.ref
-    sort = order_value(order[0], ref, from_ref=True) if order else sa.null()
+    source: sa.FromClause = matches
+    sort: sa.ColumnElement[Any]
+    if order is None:
+        sort = sa.null()
+    elif order[0].lower() == "metadata.name":
+        sort = ref_name(ref)
+    else:
+        values = order_values(order[0], "sort", among=sa.select(matches.c.ref))
+        source = matches.outerjoin(values, values.c.ref == ref)
+        sort = values.c.value
     columns: list[Any] = [ref, sort.label("value")]
     if total:
         columns.append(sa.func.count().over().label("total"))
-    inner = sa.select(*columns)
+    inner = sa.select(*columns).select_from(source)
     conditions = filter_conditions(sets, ref, from_ref=True)
     if conditions is not None:
         inner = inner.where(conditions)
