@@ -266,8 +266,7 @@ def order_values(key: str, name: str, among: sa.Select[Any] | None = None) -> sa
     A join, not a subquery per entity: grouped once, it stays linear without the indexes on
     ``catalog_search`` that a first load builds at its end (a subquery per entity scanned the
     key's rows for each one: 96 s for a page of 50,000 entities without ``(ref, key,
-    value)``), and with them it is no slower (a page of 32,480 components by ``spec.type``:
-    210 ms against 274 ms on SQLite).
+    value)``); with them the two are close (numbers in the catalog README).
     """
     query = sa.select(search.c.ref, sa.func.min(search.c.value).label("value")).where(
         search.c.key == key.lower()
