@@ -324,8 +324,9 @@ def upgrade(engine: sa.Engine) -> None:
                 )
             if not sa.inspect(connection).get_table_names():
                 declare_tables()
-                # Without checkfirst: a table that is visible elsewhere on PostgreSQL's search
-                # path (another schema) must stop this, not be skipped as already there.
+                # Without checkfirst, which looks for each table along PostgreSQL's whole
+                # search path: one found in another schema would be skipped, leaving this
+                # schema without it.
                 metadata.create_all(connection, checkfirst=False)
                 _alembic_version.create(connection)
                 connection.execute(_alembic_version.insert().values(version_num=head_revision()))

@@ -174,8 +174,8 @@ def _ordered(query: sa.Select[Any], order: list[tuple[str, bool]]) -> sa.Select[
     for index, (key, desc) in enumerate(order):
         values = queries.order_values(key, f"order_{index}")
         query = query.outerjoin(values, values.c.ref == entities.c.ref)
-        clauses.append(values.c.value.desc() if desc else values.c.value.asc())
-        clauses[-1] = clauses[-1].nulls_last()
+        by_value = values.c.value.desc() if desc else values.c.value.asc()
+        clauses.append(by_value.nulls_last())
     return query.order_by(*clauses, entities.c.ref.asc())
 
 
