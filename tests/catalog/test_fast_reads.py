@@ -224,8 +224,7 @@ def test_listings_in_order_give_the_definition_with_and_without_the_search_index
     catalog: Any,
 ) -> None:
     """``/entities?order=`` as defined, whole and by page, also while a first load has dropped
-    the search indexes it builds at its end (the order is a join, not a subquery per entity,
-    so that it stays linear then)."""
+    the search indexes it builds at its end."""
     entities = catalog.get("/entities")
 
     def check() -> None:

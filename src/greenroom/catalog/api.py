@@ -167,16 +167,13 @@ def _order(params: list[str]) -> list[tuple[str, bool]]:
     return out
 
 
-def _ordered(query: sa.Select[Any], order: list[tuple[str, bool]]) -> sa.Select[Any]:
-    """``query`` (of ``catalog_entities``) sorted by each order's value (nulls last), then by
-    ``ref``."""
+def _order_by(order: list[tuple[str, bool]]) -> list[Any]:
     clauses: list[Any] = []
-    for index, (key, desc) in enumerate(order):
-        values = queries.order_values(key, f"order_{index}")
-        query = query.outerjoin(values, values.c.ref == entities.c.ref)
-        by_value = values.c.value.desc() if desc else values.c.value.asc()
-        clauses.append(by_value.nulls_last())
-    return query.order_by(*clauses, entities.c.ref.asc())
+    for key, desc in order:
+        value = queries.order_value(key)
+        clauses.append(value.desc().nulls_last() if desc else value.asc().nulls_last())
+    clauses.append(entities.c.ref.asc())
+    return clauses
 
 
 def router(context: AppContext) -> APIRouter:
@@ -249,7 +246,7 @@ def router(context: AppContext) -> APIRouter:
         if limit is not None and limit <= 0:
             raise InvalidInput("Invalid limit, must be greater than zero")
         start = offset or 0
-        query = _ordered(sa.select(entities.c.final).where(where), _order(order))
+        query = sa.select(entities.c.final).where(where).order_by(*_order_by(_order(order)))
         if limit is None:
             # The whole catalog (or a kind of it) can be a hundred megabytes: sent as it is
             # read, a few hundred entities at a time, rather than built in memory first.

@@ -36,8 +36,7 @@ from greenroom.catalog.queries import (
     FilterSet,
     filter_clause,
     filter_conditions,
-    order_values,
-    ref_name,
+    order_value,
 )
 from greenroom.catalog.tables import entities, search
 
@@ -236,20 +235,11 @@ def text_page(
     ``catalog_entities``.
     """
     ref = matches.c.ref
-    source: sa.FromClause = matches
-    sort: sa.ColumnElement[Any]
-    if order is None:
-        sort = sa.null()
-    elif order[0].lower() == "metadata.name":
-        sort = ref_name(ref)
-    else:
-        values = order_values(order[0], "sort", among=sa.select(matches.c.ref))
-        source = matches.outerjoin(values, values.c.ref == ref)
-        sort = values.c.value
+    sort = order_value(order[0], ref, from_ref=True) if order else sa.null()
     columns: list[Any] = [ref, sort.label("value")]
     if total:
         columns.append(sa.func.count().over().label("total"))
-    inner = sa.select(*columns).select_from(source)
+    inner = sa.select(*columns)
     conditions = filter_conditions(sets, ref, from_ref=True)
     if conditions is not None:
         inner = inner.where(conditions)

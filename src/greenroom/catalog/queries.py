@@ -259,21 +259,20 @@ def plan_for_ordered_pages(connection: sa.Connection) -> None:
         )
 
 
-def order_values(key: str, name: str, among: sa.Select[Any] | None = None) -> sa.Subquery:
-    """``(ref, value)``: each entity's value of ``key`` to sort by (the smallest when it
-    repeats), for the entities of ``among`` (a select of refs) or all; joined on ``ref``.
+def order_value(
+    key: str, ref: sa.ColumnElement[str] = entities.c.ref, *, from_ref: bool = False
+) -> sa.ColumnElement[Any]:
+    """The value of ``key`` of the entity ``ref``, to sort by (the smallest when it repeats).
 
-    A join, not a subquery per entity: grouped once, it stays linear without the indexes on
-    ``catalog_search`` that a first load builds at its end (a subquery per entity scanned the
-    key's rows for each one: 96 s for a page of 50,000 entities without ``(ref, key,
-    value)``); with them the two are close (numbers in the catalog README).
+    With ``from_ref``, ``metadata.name`` is read from the ref (see the module's docs).
     """
-    query = sa.select(search.c.ref, sa.func.min(search.c.value).label("value")).where(
-        search.c.key == key.lower()
+    if from_ref and key.lower() == "metadata.name":
+        return ref_name(ref)
+    return (
+        sa.select(sa.func.min(search.c.value))
+        .where(search.c.ref == ref, search.c.key == key.lower())
+        .scalar_subquery()
     )
-    if among is not None:
-        query = query.where(search.c.ref.in_(among))
-    return query.group_by(search.c.ref).subquery(name)
 
 
 def _resolve_path(entity: dict[str, Any], path: str) -> list[str] | None:

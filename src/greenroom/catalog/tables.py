@@ -97,20 +97,11 @@ stitch_queue = sa.Table(
 #: millions of rows into an index in random order costs several times more than sorting them
 #: once (see :meth:`greenroom.catalog.ingest.engine.IngestionEngine.bulk_load`).
 #: ``ix_catalog_relations_originating`` only serves replacing what an entity emitted, which a
-#: first load does not do; nor does it replace an entity's search rows, which
-#: ``ix_catalog_search_ref_key`` serves (its entries come in ref order, at random places: at
-#: 100,000 entities a quarter of the pages written, and 11 s of an 85 s load). Reads stay
-#: linear meanwhile: filters are ``IN`` subqueries read once, orders are joins
-#: (``queries.order_values``); a rare delete of an entity's rows scans the table.
+#: first load does not do.
 DEFERRED_INDEXES: tuple[sa.Index, ...] = tuple(
     index
     for index in (*search.indexes, *relations.indexes)
-    if index.name
-    in (
-        "ix_catalog_search_key_value",
-        "ix_catalog_search_ref_key",
-        "ix_catalog_relations_originating",
-    )
+    if index.name in ("ix_catalog_search_key_value", "ix_catalog_relations_originating")
 )
 
 roots = sa.Table(
