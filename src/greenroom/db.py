@@ -315,23 +315,17 @@ def upgrade(engine: sa.Engine) -> None:
     """
     if is_current(engine):
         return
-    with engine.connect() as connection:
-        connection.execution_options(**{_WRITE: True})  # BEGIN IMMEDIATE on SQLite
-        with connection.begin():
-            if connection.dialect.name == "postgresql":
-                connection.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK}
-                )
-            if not sa.inspect(connection).get_table_names():
-                declare_tables()
-                # Without checkfirst, which looks for each table along PostgreSQL's whole
-                # search path: one found in another schema would be skipped, leaving this
-                # schema without it.
-                metadata.create_all(connection, checkfirst=False)
-                _alembic_version.create(connection)
-                connection.execute(_alembic_version.insert().values(version_num=head_revision()))
-            elif not _current_in(connection):
-                _migrate(connection)
+    # No new generation: a migration keeps every answer (as it did under Alembic alone).
+    with write_transaction(engine, changes_data=False) as connection:
+        if not sa.inspect(connection).get_table_names():
+            declare_tables()
+            # Without checkfirst, which looks for each table along PostgreSQL's whole search
+            # path: one found in another schema would be skipped, leaving this schema without it.
+            metadata.create_all(connection, checkfirst=False)
+            _alembic_version.create(connection)
+            connection.execute(_alembic_version.insert().values(version_num=head_revision()))
+        elif not _current_in(connection):
+            _migrate(connection)
 
 
 def _current_in(connection: sa.Connection) -> bool:
