@@ -127,3 +127,21 @@ def test_the_main_module_imports_nothing_until_it_runs() -> None:
     script = Path(sys.executable).parent / "greenroom"
     if script.exists():  # the installed command goes through the same light module
         assert "from greenroom.__main__ import run" in script.read_text()
+
+
+def test_serving_loads_no_terminal_drawing() -> None:
+    """Every command registers the catalog's commands at start-up; only `catalog ingest` draws
+    tables and progress bars, so `serve` must not pay for rich (about 7 MiB and 40 ms of a
+    start-up that the first ingestion waits for)."""
+    script = (
+        "import sys\n"
+        "from greenroom.cli import cli\n"
+        "from greenroom.plugins import plugin_manager\n"
+        "plugin_manager().hook.greenroom_cli(cli=cli)\n"
+        "import greenroom.app, greenroom.catalog.api\n"
+        "print(sorted(m for m in sys.modules if m == 'rich' or m.startswith('rich.')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"
