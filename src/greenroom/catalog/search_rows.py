@@ -35,24 +35,26 @@ SKIPPED = frozenset(
 
 def _traverse(root: Any) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
+    append = out.append  # this and _rows run for every entity written: kept to the bone
 
     def visit(path: str, current: Any) -> None:
         if path in SKIPPED:
             return
-        if current is None or isinstance(current, (str, int, float, bool)):
-            out.append((path, current))
-            return
-        if isinstance(current, list):
+        if isinstance(current, dict):
+            prefix = f"{path}." if path else ""
+            for key, value in current.items():
+                visit(f"{prefix}{key}", value)
+        elif isinstance(current, list):
             seen: set[str] = set()
             for item in current:
                 visit(path, item)
-                if isinstance(item, str) and item.lower() not in seen:
-                    seen.add(item.lower())
-                    out.append((f"{path}.{item}", True))
-            return
-        if isinstance(current, dict):
-            for key, value in current.items():
-                visit(f"{path}.{key}" if path else str(key), value)
+                if isinstance(item, str):
+                    folded = item.lower()
+                    if folded not in seen:
+                        seen.add(folded)
+                        append((f"{path}.{item}", True))
+        elif current is None or isinstance(current, (str, int, float)):  # bool is an int
+            append((path, current))
 
     visit("", root)
     return out
@@ -87,6 +89,7 @@ def search_rows(ref: str, entity: dict[str, Any]) -> list[Row]:
 
 def _rows(ref: str, raw: list[tuple[str, Any]]) -> list[Row]:
     rows: list[Row] = []
+    append = rows.append
     seen: set[tuple[str, str | None]] = set()
     for raw_key, raw_value in raw:
         key = raw_key.lower()
@@ -95,14 +98,15 @@ def _rows(ref: str, raw: list[tuple[str, Any]]) -> list[Row]:
         if raw_value is None:
             value = original = None
         else:
-            original = _text(raw_value)
+            original = raw_value if type(raw_value) is str else _text(raw_value)
             value = original.lower()
             if len(value) > MAX_VALUE:
                 value = original = None
             elif original == value:
                 original = None
-        if (key, value) in seen:
+        pair = (key, value)
+        if pair in seen:
             continue
-        seen.add((key, value))
-        rows.append((ref, key, value, original))
+        seen.add(pair)
+        append((ref, key, value, original))
     return rows
