@@ -27,7 +27,7 @@ def test_migrations_and_statistics(database_url: str) -> None:
     db.refresh_statistics(engine)  # VACUUM must run outside a transaction on PostgreSQL
     with engine.connect() as conn:
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0011"
+        assert version == "0012"
         if conn.dialect.name == "postgresql":
             names = conn.execute(sa.text("SELECT stxname FROM pg_statistic_ext")).scalars().all()
             assert "catalog_search_key_value_stats" in names
@@ -432,6 +432,40 @@ def test_original_spellings_keep_through_the_facets_migration(database_url: str)
         conn.rollback()
     migrate(engine, "0010", down=True)
     assert state() == (set(rows), ("key", "value", "ref"))
+    engine.dispose()
+
+
+def test_roots_known_before_0012_count_as_walked(database_url: str) -> None:
+    """A root that an older version walked is refreshed, not first-loaded, after the upgrade:
+    its lease does not hold back a first load's deferred indexes; a new root's does."""
+    from datetime import UTC, datetime, timedelta
+
+    from greenroom.catalog.leases import Leases
+    from greenroom.catalog.tables import roots
+
+    engine = db.create_engine(database_url)
+    migrate(engine, "0011")
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO catalog_roots (root_key, next_refresh_at) VALUES ('file:/old', :t)"
+            ),
+            {"t": now},
+        )
+    migrate(engine, "head")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(roots.c.walked_at)).scalar_one() is not None
+    leases = Leases(engine, "replica", timedelta(seconds=60))
+    assert leases.claim("file:/old")
+    assert leases.any_held() and not leases.first_walk_held()
+    assert leases.claim("file:/new")
+    assert leases.first_walk_held()
+    leases.release("file:/new", None, walked=True)
+    assert not leases.first_walk_held()
+    migrate(engine, "0011", down=True)
+    with engine.connect() as conn:
+        assert "walked_at" not in {c["name"] for c in sa.inspect(conn).get_columns("catalog_roots")}
     engine.dispose()
 
 

@@ -600,6 +600,16 @@ def test_a_first_load_builds_the_filter_index_once_at_the_end(make_catalog) -> N
     other.release("file:/elsewhere.yaml", None)
     catalog.refresh()
     assert not missing()
+    # A refresh under way (of a root walked to its end before) does not hold them back: with
+    # many roots and several replicas some replica nearly always holds a lease.
+    assert other.claim("file:/elsewhere.yaml")
+    other.release("file:/elsewhere.yaml", None, walked=True)
+    assert other.claim("file:/elsewhere.yaml")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_catalog_search_key_value")
+    assert other.any_held() and not other.first_walk_held()
+    catalog.refresh()
+    assert not missing()
     page = catalog.get("/entities/by-query", params={"filter": "spec.type=website"})
     assert [e["metadata"]["name"] for e in page["items"]] == []  # the duplicate c5 lost
     assert (

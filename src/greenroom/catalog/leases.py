@@ -120,29 +120,43 @@ class Leases:
                 .values(lease_until=datetime.now(UTC) + self.lease)
             )
 
-    def release(self, key: str, next_in: timedelta | None) -> None:
-        """Give ``key`` up; it is due again after ``next_in`` (now when ``None``)."""
+    def release(self, key: str, next_in: timedelta | None, *, walked: bool = False) -> None:
+        """Give ``key`` up; it is due again after ``next_in`` (now when ``None``). ``walked``:
+        a walk of it ended (failed or not), so its next one is a refresh."""
         now = datetime.now(UTC)
+        values: dict[str, object] = {
+            "lease_owner": None,
+            "lease_until": None,
+            "next_refresh_at": now + (next_in or timedelta(0)),
+        }
+        if walked:
+            values["walked_at"] = now
         with write_transaction(self.engine, changes_data=False) as conn:
             conn.execute(
                 roots.update()
                 .where(roots.c.root_key == key, roots.c.lease_owner == self.owner)
-                .values(
-                    lease_owner=None,
-                    lease_until=None,
-                    next_refresh_at=now + (next_in or timedelta(0)),
-                )
+                .values(**values)
             )
 
     def any_held(self) -> bool:
         """Whether any replica (this one included) holds a live lease: a walk is under way."""
+        return self._live(roots.c.lease_owner.is_not(None))
+
+    def first_walk_held(self) -> bool:
+        """Whether any replica holds a live lease on a root never walked to its end: a first
+        load (or a new root's first walk) is under way. Refreshes do not count: with many roots
+        and several replicas some lease is nearly always held, and a deferred index waiting
+        for none would never be built."""
+        return self._live(roots.c.lease_owner.is_not(None), roots.c.walked_at.is_(None))
+
+    def _live(self, *where: sa.ColumnElement[bool]) -> bool:
         with self.engine.connect() as conn:
-            live = conn.execute(
+            row = conn.execute(
                 sa.select(roots.c.root_key)
-                .where(roots.c.lease_owner.is_not(None), roots.c.lease_until > datetime.now(UTC))
+                .where(*where, roots.c.lease_until > datetime.now(UTC))
                 .limit(1)
             ).first()
-        return live is not None
+        return row is not None
 
     def holder(self, key: str) -> str | None:
         """Who holds ``key`` now, if anyone (for tests and diagnostics)."""

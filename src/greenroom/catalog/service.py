@@ -139,7 +139,7 @@ class CatalogService:
         bulk = False
         try:
             with (
-                self.ingestion.bulk_load(summary, busy=self.leases.any_held) as bulk,
+                self.ingestion.bulk_load(summary, busy=self.leases.first_walk_held) as bulk,
                 self.reader() as reader,
             ):
                 try:
@@ -182,7 +182,7 @@ class CatalogService:
             self.ingestion.ingest(source, root, summary, on_batch=lambda: self.leases.renew(key))
             summary.roots += 1
         finally:
-            self.leases.release(key, interval)
+            self.leases.release(key, interval, walked=True)
         if statistics and summary.written - written >= STATISTICS_AFTER:
             refresh_statistics(self.engine)
 

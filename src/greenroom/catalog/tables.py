@@ -111,6 +111,9 @@ roots = sa.Table(
     sa.Column("next_refresh_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("lease_owner", sa.String(64), nullable=True),
     sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    # When a walk of the root last ended; NULL until its first (migration 0012): a first walk
+    # under way holds back the deferred indexes, a refresh does not.
+    sa.Column("walked_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_catalog_roots_due", "next_refresh_at"),
 )
 

@@ -153,10 +153,10 @@ class IngestionEngine:
         times more than the rest of the insert (PostgreSQL's manual gives the same advice for
         populating a database). Reads stay correct meanwhile, only filters are slower. The
         indexes are ensured after every pass, so a replica that died in the middle of a first
-        load leaves nothing missing for long; but not while ``busy()`` says a walk is under way
-        (another replica's first load, even when this pass found the catalog empty too and had
-        nothing to do: building them then would cost that load what deferring them saves; the
-        last walk to end builds them).
+        load leaves nothing missing for long; but not while ``busy()`` says a first walk is under
+        way (another replica's first load, even when this pass found the catalog empty too and
+        had nothing to do: building them then would cost that load what deferring them saves;
+        the last walk to end builds them). Refreshes under way do not hold them back.
         Indexes change no answer: no new generation.
         """
         with self._lock, write_transaction(self.engine, changes_data=False) as conn:
