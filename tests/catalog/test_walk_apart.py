@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from greenroom.catalog.ingest import apart
 from greenroom.catalog.ingest.walk import Walker
@@ -151,6 +152,28 @@ def test_a_large_root_walked_apart_gives_the_same_catalog(
         return json.dumps(kept, sort_keys=True).replace(str(root), "<root>")
 
     assert comparable(got, catalog.root) == comparable(expected, here)
+
+    def search_rows_of(context: Any, root: Path) -> list[str]:
+        """Every search row (filters and facets answer from them) but the random uids; the
+        walk apart computes most of them in its process, the writer the rest."""
+        import json
+
+        from greenroom.catalog.tables import search
+
+        with context.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(search.c.ref, search.c.key, search.c.value, search.c.original_value)
+                .where(search.c.key != "metadata.uid")
+                .where(~search.c.ref.startswith("location:default/generated-"))
+            ).all()
+        text = [json.dumps(list(row)) for row in rows]
+        return sorted(
+            t.replace(str(root), "<root>").replace(str(root).lower(), "<root>") for t in text
+        )
+
+    apart_rows = search_rows_of(catalog.context, catalog.root)
+    assert len(apart_rows) > 3200 * 10
+    assert apart_rows == search_rows_of(reference_context, here)
     reference_again = service(reference_context).refresh()
     reference_context.engine.dispose()
 

@@ -77,13 +77,26 @@ def relation_rows(ref: str, entity: dict[str, Any]) -> list[Row]:
 
 def search_rows(ref: str, entity: dict[str, Any]) -> list[Row]:
     """The search rows of one final entity: ``(ref, key, value, original_value)``."""
+    return entity_rows(ref, entity) + stitched_rows(ref, entity)
+
+
+def entity_rows(ref: str, entity: dict[str, Any]) -> list[Row]:
+    """The rows that the processed entity decides alone: all but ``metadata.uid`` and the
+    relations, which stitching adds (:func:`stitched_rows`). The skipped keys keep the two
+    apart, so together they are :func:`search_rows` of the final entity. A walk in a process
+    of its own computes these on the other core (``apart.py``)."""
     meta = entity.get("metadata") or {}
     raw = _traverse(entity)
     raw.append(("metadata.name", meta.get("name")))
     raw.append(("metadata.namespace", meta.get("namespace") or "default"))
-    raw.append(("metadata.uid", meta.get("uid")))
-    for relation in entity.get("relations") or []:
-        raw.append((f"relations.{relation['type']}", relation["targetRef"]))
+    return _rows(ref, raw)
+
+
+def stitched_rows(ref: str, entity: dict[str, Any]) -> list[Row]:
+    """The rows of what stitching gives an entity: its ``metadata.uid`` and its relations."""
+    uid = (entity.get("metadata") or {}).get("uid")
+    relations = entity.get("relations") or []
+    raw = [("metadata.uid", uid), *((f"relations.{r['type']}", r["targetRef"]) for r in relations)]
     return _rows(ref, raw)
 
 
