@@ -44,11 +44,11 @@ def create_app(context: AppContext, *, background: bool = True) -> FastAPI:
         app.include_router(router)
 
     @app.get("/healthcheck", tags=["system"], summary="Liveness")
-    def healthcheck() -> dict[str, str]:
+    async def healthcheck() -> dict[str, str]:  # async: no worker thread for a constant
         return {"status": "ok"}
 
     @app.get("/", tags=["system"], summary="What this server offers")
-    def index() -> dict[str, str]:
+    async def index() -> dict[str, str]:
         # The portal's pages come with the UI capability; until then, point people at the API.
         return {
             "name": "Greenroom",

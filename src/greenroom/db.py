@@ -278,13 +278,34 @@ def reader(engine: sa.Engine) -> sa.Engine:
     return engine.execution_options(**{_NO_TRANSACTION: True})
 
 
+@contextmanager
+def driver_cursor(connection: sa.Connection) -> Iterator[Any]:
+    """A cursor of the driver's own connection under ``connection``, for the few hot statements
+    where SQLAlchemy's execution costs more than the statement (one-row reads, many rows read
+    as plain tuples). The driver's errors come out as SQLAlchemy's, as from ``execute``, so
+    that their handling (a NUL refused by PostgreSQL is a 400) does not depend on the path.
+    Statement events do not see these statements: none of them writes."""
+    dbapi = connection.dialect.loaded_dbapi
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    except dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(None, None, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()
+
+
 def read_generation(connection: sa.Connection) -> int:
-    """The current generation: it changes whenever a write transaction commits."""
-    return int(
-        connection.execute(
-            sa.select(generation.c.generation).where(generation.c.id == 1)
-        ).scalar_one()
-    )
+    """The current generation: it changes whenever a write transaction commits.
+
+    Read before every cached answer (facets), so through the driver's cursor: SQLAlchemy's
+    statement execution costs more than this one-row read (as by-name, ``served_final``)."""
+    with driver_cursor(connection) as cursor:
+        cursor.execute(f"SELECT generation FROM {generation.name} WHERE id = 1")
+        row = cursor.fetchone()
+    if row is None:
+        raise LookupError(f"{generation.name} has no row: the database was not migrated")
+    return int(row[0])
 
 
 def head_revision() -> str:

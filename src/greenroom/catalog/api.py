@@ -216,12 +216,10 @@ def router(context: AppContext) -> APIRouter:
             queries.plan_for_text_indexes(conn)
             yield conn, queries.full_text_refs(term, fields)
 
-    def served(where: sa.ColumnElement[bool], missing: str) -> Response:
-        """The one served entity matching ``where``, as stored, or 404 with ``missing``."""
+    def served(column: str, value: str, missing: str) -> Response:
+        """The served entity whose ``column`` is ``value``, as stored, or 404 with ``missing``."""
         with reads.connect() as conn:
-            raw = conn.execute(
-                sa.select(entities.c.final).where(where, entities.c.final.is_not(None))
-            ).scalar()
+            raw = queries.served_final(conn, column, value)
         if raw is None:
             raise NotFound(missing)
         return RawJSON(raw.encode())
@@ -369,9 +367,12 @@ def router(context: AppContext) -> APIRouter:
                 wanted.append(str(parse_ref(ref)))
             except RefError:
                 wanted.append("")  # not a reference: no entity, so null, as in Backstage
-        where = queries.filter_clause(queries.parse_filters(filter))
         with reads.connect() as conn:
-            found = queries.by_refs(conn, wanted, where)
+            if filter:
+                where = queries.filter_clause(queries.parse_filters(filter))
+                found = queries.by_refs(conn, wanted, where)
+            else:
+                found = queries.served_by_refs(conn, wanted)
         fields = queries.parse_fields(body.fields or [])
         items = queries.json_array(
             queries.entity_json(found[ref], fields) if ref in found else b"null" for ref in wanted
@@ -383,7 +384,8 @@ def router(context: AppContext) -> APIRouter:
         return await inline(
             idle_connection(engine.pool),
             served,
-            entities.c.ref == format_ref(kind, namespace, name),
+            "ref",
+            format_ref(kind, namespace, name),
             f"No entity named '{name}' found, with kind '{kind}' in namespace '{namespace}'",
         )
 
@@ -416,7 +418,7 @@ def router(context: AppContext) -> APIRouter:
     @api.get("/entities/by-uid/{uid}", summary="Get an entity by uid")
     async def entity_by_uid(uid: str) -> Response:
         return await inline(
-            idle_connection(engine.pool), served, entities.c.uid == uid, f"No entity with uid {uid}"
+            idle_connection(engine.pool), served, "uid", uid, f"No entity with uid {uid}"
         )
 
     @api.delete("/entities/by-uid/{uid}", status_code=204, summary="Delete an entity by uid")

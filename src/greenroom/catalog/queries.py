@@ -29,6 +29,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from greenroom.catalog.stitch import chunks
 from greenroom.catalog.tables import REF, entities, search
 from greenroom.catalog.text_index import TEXT_KEYS
+from greenroom.db import driver_cursor
 from greenroom.exceptions import InvalidInput
 
 EXISTS = object()
@@ -367,6 +368,47 @@ def stream_final(
 def load_final(rows: Iterable[Any], fields: Sequence[str]) -> bytes:
     """A JSON array of the served entities of ``rows``, narrowed to ``fields``."""
     return json_array(entity_json(row.final, fields) for row in rows)
+
+
+def served_final(connection: sa.Connection, column: str, value: str) -> str | None:
+    """The stored JSON of the served entity whose ``column`` (``ref`` or ``uid``, each unique)
+    is ``value``; ``None`` when there is none.
+
+    By-name and by-uid are the API's most frequent calls and cost one index read. Through
+    SQLAlchemy's statement execution (building the clause, its cache key, the result object)
+    they spent more time in it than in the driver and the database together, so the one
+    statement goes to the driver's cursor as text (prepared by the driver after a few runs).
+    """
+    if column not in ("ref", "uid"):
+        raise ValueError(f"not a unique column of {entities.name}: {column}")
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    with driver_cursor(connection) as cursor:
+        cursor.execute(
+            f"SELECT final FROM {entities.name} WHERE {column} = {mark} AND final IS NOT NULL",
+            (value,),
+        )
+        row = cursor.fetchone()
+    return None if row is None else str(row[0])
+
+
+def served_by_refs(connection: sa.Connection, refs: Sequence[str]) -> dict[str, str]:
+    """Stored JSON by ref of the served entities among ``refs`` (lower-case): by-refs without a
+    filter, through the driver's cursor as :func:`served_final` (on PostgreSQL one statement
+    text whatever the number of refs, ``= ANY``, so that the driver prepares it once)."""
+    found: dict[str, str] = {}
+    if not refs:
+        return found
+    postgresql = connection.dialect.name == "postgresql"
+    with driver_cursor(connection) as cursor:
+        for batch in chunks(list(dict.fromkeys(refs))):
+            params: list[Any] = [list(batch)] if postgresql else list(batch)
+            condition = "ref = ANY(%s)" if postgresql else f"ref IN ({', '.join('?' * len(batch))})"
+            cursor.execute(
+                f"SELECT ref, final FROM {entities.name} WHERE {condition} AND final IS NOT NULL",
+                params,
+            )
+            found.update((str(ref), str(final)) for ref, final in cursor.fetchall())
+    return found
 
 
 def by_refs(

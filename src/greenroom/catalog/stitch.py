@@ -25,7 +25,7 @@ from greenroom.catalog.search_rows import (
     stitched_rows,
 )
 from greenroom.catalog.tables import entities, relations, search, stitch_queue
-from greenroom.db import bulk_insert
+from greenroom.db import bulk_insert, driver_cursor
 
 ORPHAN_ANNOTATION = "backstage.io/orphan"
 SEARCH_COLUMNS = ("ref", "key", "value", "original_value")
@@ -223,12 +223,9 @@ def _relations_by_source(
         f"SELECT source_ref, type, target_ref FROM {relations.name} "
         f"WHERE source_ref IN ({', '.join([mark] * len(refs))})"
     )
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with driver_cursor(connection) as cursor:
         cursor.execute(sql, list(refs))
         rows = cursor.fetchall()  # at once: row by row costs more than the query
-    finally:
-        cursor.close()
     for source, type_, target in rows:
         rels.setdefault(source, set()).add((type_, target))
     return rels
