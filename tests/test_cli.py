@@ -131,7 +131,7 @@ def test_the_main_module_imports_nothing_until_it_runs() -> None:
 
 def test_serving_loads_no_terminal_drawing() -> None:
     """Every command registers the catalog's commands at start-up; only `catalog ingest` draws
-    tables and progress bars, so `serve` must not pay for rich (about 7 MiB and 40 ms of a
+    tables and progress bars, so `serve` must not pay for rich (2 MiB and 60-120 ms of a
     start-up that the first ingestion waits for)."""
     script = (
         "import sys\n"
