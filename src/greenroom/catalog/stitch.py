@@ -20,6 +20,7 @@ from greenroom.catalog.model.problems import Problem
 from greenroom.catalog.search_rows import (
     Row,
     entity_rows,
+    joined,
     relation_rows,
     search_rows,
     stitched_rows,
@@ -201,8 +202,8 @@ def finish_new(
             row["final"], row["etag"] = dumps(final), etag
             ref = row["ref"]
             given = computed.get(ref)
-            new_search.extend(given if given is not None else entity_rows(ref, final))
-            new_search.extend(stitched_rows(ref, final))
+            own = given if given is not None else entity_rows(ref, final)
+            new_search.extend(joined(own, stitched_rows(ref, final)))
     return new_search
 
 

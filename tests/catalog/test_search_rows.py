@@ -1,0 +1,35 @@
+"""The search rows of an entity: what filters and facets answer from."""
+
+from __future__ import annotations
+
+from greenroom.catalog.search_rows import entity_rows, joined, search_rows, stitched_rows
+
+
+def test_a_key_spelled_like_stitching_gives_its_row_once() -> None:
+    """A kind that allows any top-level key may hold ``relations.ownedBy`` (with a dot) or a
+    ``Relations`` list; their rows are those that stitching writes for the relations, and each
+    ``(key, value)`` must be written once, or facets count the entity twice."""
+    entity = {
+        "apiVersion": "example.com/v1",
+        "kind": "Thing",
+        "metadata": {"name": "Odd", "uid": "u-1"},
+        "relations.ownedBy": "group:default/Team",
+        "Relations": ["ownedBy"],
+        "relations": [{"type": "ownedBy", "targetRef": "group:default/team"}],
+    }
+    rows = search_rows("thing:default/odd", entity)
+    pairs = [(key, value) for _, key, value, _ in rows]
+    assert len(pairs) == len(set(pairs))
+    assert ("relations.ownedby", "group:default/team") in pairs
+    assert ("metadata.uid", "u-1") in pairs and ("metadata.name", "odd") in pairs
+    # The spelling kept for facets is the entity's own, which comes first, as it always did.
+    assert (
+        "thing:default/odd",
+        "relations.ownedby",
+        "group:default/team",
+        "group:default/Team",
+    ) in rows
+    halves = joined(
+        entity_rows("thing:default/odd", entity), stitched_rows("thing:default/odd", entity)
+    )
+    assert halves == rows
