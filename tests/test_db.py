@@ -304,6 +304,16 @@ def test_a_pooled_connection_that_died_while_idle_is_replaced(database_url: str)
         conn.execute(sa.text("SELECT 1"))  # not idle long enough to be checked: it fails
     with trusted.connect() as conn:  # and the pool has let the dead connection go
         assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
+
+    # The same through the driver's cursor (by-name, by-refs, the generation of cached answers)
+    db.upgrade(admin)
+    kill(trusted)
+    with db.reader(trusted).connect() as conn:
+        with pytest.raises(sa.exc.OperationalError) as failed:
+            db.read_generation(conn)
+        assert failed.value.connection_invalidated and conn.invalidated
+    with db.reader(trusted).connect() as conn:
+        assert db.read_generation(conn) >= 0
     for engine in (admin, checked, trusted):
         engine.dispose()
 

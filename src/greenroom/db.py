@@ -278,19 +278,32 @@ def reader(engine: sa.Engine) -> sa.Engine:
     return engine.execution_options(**{_NO_TRANSACTION: True})
 
 
+def driver_usable(connection: sa.Connection) -> bool:
+    """Whether a statement sent past SQLAlchemy (:func:`driver_cursor`) runs where SQLAlchemy
+    thinks it does: on a reader's connection (each statement on its own) or inside a
+    transaction SQLAlchemy has begun. Elsewhere the driver would begin one that SQLAlchemy does
+    not know of, and a ``commit()`` would not end it."""
+    return connection.in_transaction() or _without_transaction(connection.get_execution_options())
+
+
 @contextmanager
 def driver_cursor(connection: sa.Connection) -> Iterator[Any]:
     """A cursor of the driver's own connection under ``connection``, for the few hot statements
     where SQLAlchemy's execution costs more than the statement (one-row reads, many rows read
-    as plain tuples). The driver's errors come out as SQLAlchemy's, as from ``execute``, so
-    that their handling (a NUL refused by PostgreSQL is a 400) does not depend on the path.
+    as plain tuples). The driver's errors go through SQLAlchemy's own handling, as from
+    ``execute``: they come out as SQLAlchemy's exceptions (a NUL refused by PostgreSQL is a
+    400), and a lost connection is invalidated with every pooled connection older than it.
     Statement events do not see these statements: none of them writes."""
+    if not driver_usable(connection):
+        raise RuntimeError("driver_cursor needs a reader's connection or an open transaction")
     dbapi = connection.dialect.loaded_dbapi
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         yield cursor
     except dbapi.Error as exc:
-        raise sa.exc.DBAPIError.instance(None, None, exc, dbapi.Error) from exc
+        # SQLAlchemy's private handler, the one ``execute`` uses: the public pieces would leave
+        # out the pool's invalidation of connections older than a disconnect.
+        connection._handle_dbapi_exception(exc, None, None, cursor, None)
     finally:
         cursor.close()
 
@@ -298,8 +311,12 @@ def driver_cursor(connection: sa.Connection) -> Iterator[Any]:
 def read_generation(connection: sa.Connection) -> int:
     """The current generation: it changes whenever a write transaction commits.
 
-    Read before every cached answer (facets), so through the driver's cursor: SQLAlchemy's
-    statement execution costs more than this one-row read (as by-name, ``served_final``)."""
+    Read before every cached answer (facets), so through the driver's cursor where it can be
+    (:func:`driver_usable`): SQLAlchemy's statement execution costs more than this one-row
+    read (as by-name, ``served_final``)."""
+    if not driver_usable(connection):
+        query = sa.select(generation.c.generation).where(generation.c.id == 1)
+        return int(connection.execute(query).scalar_one())
     with driver_cursor(connection) as cursor:
         cursor.execute(f"SELECT generation FROM {generation.name} WHERE id = 1")
         row = cursor.fetchone()

@@ -43,7 +43,7 @@ def test_a_failed_computation_fails_its_waiters_and_is_not_kept() -> None:
 
     def broken() -> bytes:
         started.set()
-        time.sleep(0.2)
+        time.sleep(0.5)  # the waiter below arrives meanwhile
         raise RuntimeError("database went away")
 
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from greenroom.catalog.ingest.engine import PassSummary
 from greenroom.catalog.leases import Leases
-from greenroom.catalog.tables import entities
+from greenroom.catalog.tables import entities, roots
 
 ORG = {
     "all.yaml": """
@@ -584,6 +584,9 @@ def test_a_first_load_builds_the_filter_index_once_at_the_end(make_catalog) -> N
         assert bulk and everything <= missing()
     assert not missing()
     catalog.refresh()
+    with engine.connect() as conn:  # walked to their end: their next walks are refreshes
+        walked = conn.execute(sa.select(roots.c.root_key, roots.c.walked_at)).all()
+    assert walked and all(at is not None for _, at in walked)
     from greenroom.catalog.ingest.parsing import Parser
 
     assert Parser._pool is None  # the parser's worker process stops after a pass

@@ -31,7 +31,12 @@ def test_a_root_is_held_by_one_replica_at_a_time(database_url: str) -> None:
     assert a.claim_due() is None and b.claim_due() is None
     assert not b.claim(first)  # held by a: marked due for a instead
     assert a.holder(first) == "replica-a"
+    # Nor twice by one process (its refresh loop walking it, and POST /refresh): the second
+    # would walk it alongside, and release the lease under the first.
+    assert not a.claim(first)
+    assert a.holder(first) == "replica-a"
     a.release(first, timedelta(hours=1))
+    assert a.holder(first) is None
     assert b.claim(first)
     engine.dispose()
 

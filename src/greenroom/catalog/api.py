@@ -448,14 +448,16 @@ def router(context: AppContext) -> APIRouter:
     def count_facets(facet: list[str], filter: list[str]) -> Response:
         where = queries.filter_clause(queries.parse_filters(filter))
         with reads.connect() as conn:
-            # Counting is linear in the catalog; the answer changes only with a write.
-            return RawJSON(
-                facet_cache.get_or_compute(
-                    read_generation(conn),
-                    (tuple(facet), tuple(filter)),
-                    lambda: orjson.dumps({"facets": queries.facets(conn, facet, where)}),
-                )
-            )
+            generation = read_generation(conn)
+
+        def count() -> bytes:
+            # Its own connection: requests waiting for this count hold none meanwhile.
+            with reads.connect() as conn:
+                return orjson.dumps({"facets": queries.facets(conn, facet, where)})
+
+        # Counting is linear in the catalog; the answer changes only with a write, and was
+        # counted after the generation was read, so it reflects at least that one.
+        return RawJSON(facet_cache.get_or_compute(generation, (tuple(facet), tuple(filter)), count))
 
     @api.post("/refresh", summary="Refresh an entity now")
     def refresh(body: RefreshInput) -> Response:

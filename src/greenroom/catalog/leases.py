@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,11 @@ class Leases:
         self.engine = engine
         self.owner = owner
         self.lease = lease
+        # Roots this process is walking: its refresh loop and its API (``POST /refresh``)
+        # share one owner, and the database alone would let the second walk what the first is
+        # walking, and release the lease under it.
+        self._walking: set[str] = set()
+        self._mine = threading.Lock()
 
     def sync(self, keys: Iterable[str]) -> None:
         """Make sure every current root has a row (due now when new)."""
@@ -78,12 +84,34 @@ class Leases:
                 .where(roots.c.root_key == key)
                 .values(lease_owner=self.owner, lease_until=now + self.lease)
             )
-            return str(key)
+        with self._mine:
+            self._walking.add(str(key))
+        return str(key)
 
     def claim(self, key: str) -> bool:
         """Claim one root now, due or not (``POST /refresh``, a new location); ``False`` when
-        another replica holds it, in which case it is marked due for that one to redo."""
+        another replica holds it, or this process is walking it already (its refresh loop),
+        in which case it is marked due for the holder to redo."""
         now = datetime.now(UTC)
+        with self._mine:
+            walking_here = key in self._walking
+            self._walking.add(key)
+        if walking_here:  # by this process's loop, or another request: marked due, as below
+            with write_transaction(self.engine, changes_data=False) as conn:
+                conn.execute(
+                    roots.update().where(roots.c.root_key == key).values(next_refresh_at=now)
+                )
+            return False
+        try:
+            claimed = self._claim(key, now)
+        except BaseException:
+            self._forget(key)
+            raise
+        if not claimed:
+            self._forget(key)
+        return claimed
+
+    def _claim(self, key: str, now: datetime) -> bool:
         with write_transaction(self.engine, changes_data=False) as conn:
             row = conn.execute(
                 sa.select(roots.c.lease_owner, roots.c.lease_until).where(roots.c.root_key == key)
@@ -131,11 +159,25 @@ class Leases:
         }
         if walked:
             values["walked_at"] = now
+        try:
+            with write_transaction(self.engine, changes_data=False) as conn:
+                conn.execute(
+                    roots.update()
+                    .where(roots.c.root_key == key, roots.c.lease_owner == self.owner)
+                    .values(**values)
+                )
+        finally:
+            self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        with self._mine:
+            self._walking.discard(key)
+
+    def forget_walks(self) -> None:
+        """Every root's next walk is a first walk (the catalog is empty: a first load)."""
         with write_transaction(self.engine, changes_data=False) as conn:
             conn.execute(
-                roots.update()
-                .where(roots.c.root_key == key, roots.c.lease_owner == self.owner)
-                .values(**values)
+                roots.update().where(roots.c.walked_at.is_not(None)).values(walked_at=None)
             )
 
     def any_held(self) -> bool:
@@ -143,7 +185,7 @@ class Leases:
         return self._live(roots.c.lease_owner.is_not(None))
 
     def first_walk_held(self) -> bool:
-        """Whether any replica holds a live lease on a root never walked to its end: a first
+        """Whether any replica holds a live lease on a root never walked (to an end): a first
         load (or a new root's first walk) is under way. Refreshes do not count: with many roots
         and several replicas some lease is nearly always held, and a deferred index waiting
         for none would never be built."""

@@ -142,6 +142,8 @@ class CatalogService:
                 self.ingestion.bulk_load(summary, busy=self.leases.first_walk_held) as bulk,
                 self.reader() as reader,
             ):
+                if bulk:  # an empty catalog: every root's next walk is a first load again
+                    self.leases.forget_walks()
                 try:
                     yield (
                         Walker(

@@ -1,4 +1,5 @@
-"""Remember whether each root location has been walked to its end (``catalog_roots.walked_at``).
+"""Remember whether each root location has been walked (``catalog_roots.walked_at``: when a walk
+of it last ended, failed or not; NULL again for every root when a pass finds the catalog empty).
 
 A first load builds its deferred indexes when no walk is under way, so that another replica's
 first load keeps the benefit of deferring them. "No walk" waited for any lease: with many root
