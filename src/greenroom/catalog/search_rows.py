@@ -77,41 +77,13 @@ def relation_rows(ref: str, entity: dict[str, Any]) -> list[Row]:
 
 def search_rows(ref: str, entity: dict[str, Any]) -> list[Row]:
     """The search rows of one final entity: ``(ref, key, value, original_value)``."""
-    return joined(entity_rows(ref, entity), stitched_rows(ref, entity))
-
-
-def joined(entity_part: list[Row], stitched_part: list[Row]) -> list[Row]:
-    """The rows of both halves, each ``(key, value)`` once, as from one flattening. The skipped
-    keys keep them apart for entities as Backstage's kinds write them; but the entity's own
-    keys are compared before lower-casing (``Relations``, ``metadata.UID``) and a key may hold a
-    dot (a top-level ``relations.ownedBy``), so an entity can repeat a row of stitching."""
-    clash = {
-        (key, value)
-        for _, key, value, _ in entity_part
-        if key == "metadata.uid" or key.startswith("relations.")
-    }
-    if not clash:
-        return entity_part + stitched_part
-    return entity_part + [row for row in stitched_part if (row[1], row[2]) not in clash]
-
-
-def entity_rows(ref: str, entity: dict[str, Any]) -> list[Row]:
-    """The rows that the processed entity decides alone: all but ``metadata.uid`` and the
-    relations, which stitching adds (:func:`stitched_rows`); :func:`joined`, they are
-    :func:`search_rows` of the final entity. A walk in a process of its own computes these on
-    the other core (``apart.py``)."""
     meta = entity.get("metadata") or {}
     raw = _traverse(entity)
     raw.append(("metadata.name", meta.get("name")))
     raw.append(("metadata.namespace", meta.get("namespace") or "default"))
-    return _rows(ref, raw)
-
-
-def stitched_rows(ref: str, entity: dict[str, Any]) -> list[Row]:
-    """The rows of what stitching gives an entity: its ``metadata.uid`` and its relations."""
-    uid = (entity.get("metadata") or {}).get("uid")
-    relations = entity.get("relations") or []
-    raw = [("metadata.uid", uid), *((f"relations.{r['type']}", r["targetRef"]) for r in relations)]
+    raw.append(("metadata.uid", meta.get("uid")))
+    for relation in entity.get("relations") or []:
+        raw.append((f"relations.{relation['type']}", relation["targetRef"]))
     return _rows(ref, raw)
 
 

@@ -9,7 +9,7 @@ written.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,14 +17,7 @@ import orjson
 import sqlalchemy as sa
 
 from greenroom.catalog.model.problems import Problem
-from greenroom.catalog.search_rows import (
-    Row,
-    entity_rows,
-    joined,
-    relation_rows,
-    search_rows,
-    stitched_rows,
-)
+from greenroom.catalog.search_rows import Row, relation_rows, search_rows
 from greenroom.catalog.tables import entities, relations, search, stitch_queue
 from greenroom.db import bulk_insert, driver_cursor
 
@@ -177,20 +170,14 @@ def mark_for_stitch(connection: sa.Connection, refs: Iterable[str]) -> None:
     )
 
 
-def finish_new(
-    connection: sa.Connection,
-    rows: list[dict[str, Any]],
-    entity_search: Mapping[str, list[Row]] | None = None,
-) -> list[Row]:
+def finish_new(connection: sa.Connection, rows: list[dict[str, Any]]) -> list[Row]:
     """Stitch entities that are about to be inserted, so that each is written once.
 
     ``rows`` are insert rows (``ref``, ``uid``, ``processed``, ``problems``); their relations
     must be written already. Each row gets its ``final`` and ``etag``, as :func:`stitch`
     would give it right after the insert; the search rows to insert after the entities are
-    returned. ``entity_search``: the :func:`entity_rows` of some of them, computed by the walk
-    (a new entity is no orphan and the rest of what stitching adds is skipped by them).
+    returned.
     """
-    computed = entity_search or {}
     new_search: list[Row] = []
     for part in chunks(rows):
         rels = _relations_by_source(connection, [row["ref"] for row in part])
@@ -200,10 +187,7 @@ def finish_new(
             )
             final, etag = _final(stored, rels.get(row["ref"], set()))
             row["final"], row["etag"] = dumps(final), etag
-            ref = row["ref"]
-            given = computed.get(ref)
-            own = given if given is not None else entity_rows(ref, final)
-            new_search.extend(joined(own, stitched_rows(ref, final)))
+            new_search.extend(search_rows(row["ref"], final))
     return new_search
 
 

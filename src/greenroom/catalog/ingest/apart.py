@@ -26,13 +26,11 @@ import logging
 import multiprocessing
 import os
 import stat
-import sys
 import traceback
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
 from greenroom.catalog.ingest.parsing import Parser, parse_documents
@@ -51,7 +49,6 @@ from greenroom.catalog.ingest.walk import (
     location_targets,
     new_result,
 )
-from greenroom.catalog.search_rows import Row, entity_rows
 from greenroom.catalog.tables import entities
 from greenroom.config import Config
 from greenroom.context import AppContext
@@ -250,33 +247,10 @@ def _walk_child(sender: Connection, config: Config, root: RootLocation) -> None:
         context.engine.dispose()
 
 
-def _shared(rows: list[Row]) -> list[Row]:
-    """``rows`` with each key and value one object per distinct text (``sys.intern``): a batch
-    repeats them across its entities (``spec.type``, ``production``), and pickling sends an
-    object it has sent before as a reference, so the writer unpickles one string instead of
-    thousands, and the batches on their way hold far less memory."""
-    return [
-        (
-            ref,
-            sys.intern(key),
-            None if value is None else sys.intern(value),
-            None if original is None else sys.intern(original),
-        )
-        for ref, key, value, original in rows
-    ]
-
-
 def _slim(emitted: Emitted, make_ready: Any) -> Emitted:
-    """The entity as the writer needs it: prepared, with the search rows that do not depend on
-    stitching, without its objects. A failed one needs only its problems (and its objects may
-    be too deep to pass: that is often why it failed). The rows are computed from the stored
-    JSON, not the objects, so that they are what the writer would compute."""
+    """The entity as the writer needs it: prepared, without its objects. A failed one needs
+    only its problems (and its objects may be too deep to pass: that is often why it failed)."""
     make_ready(emitted)
-    if emitted.prepared is not None:
-        entity = orjson.loads(emitted.prepared.processed)
-        emitted.prepared = emitted.prepared._replace(
-            search=_shared(entity_rows(emitted.ref, entity))
-        )
     emitted.entity = {}
     emitted.relations = []
     return emitted

@@ -32,7 +32,6 @@ import sqlalchemy as sa
 from greenroom.catalog.ingest.walk import Emitted, Lookup, Prepared, WalkResult, new_result
 from greenroom.catalog.model.problems import Problem
 from greenroom.catalog.model.refs import parse_ref
-from greenroom.catalog.search_rows import Row
 from greenroom.catalog.stitch import (
     SEARCH_COLUMNS,
     chunks,
@@ -362,7 +361,6 @@ class IngestionEngine:
         problem_updates: list[dict[str, Any]] = []
         replaced: list[str] = []
         new_relations: list[tuple[str, str, str, str]] = []
-        entity_search: dict[str, list[Row]] = {}
         for emitted in accepted:
             ref = emitted.ref
             previous = stored.get(ref)
@@ -399,8 +397,6 @@ class IngestionEngine:
             }
             if previous is None:
                 inserts.append({"ref": ref, **row})
-                if ready.search is not None:
-                    entity_search[ref] = ready.search
             else:
                 updates.append({"b_ref": ref, **row})
                 replaced.append(ref)
@@ -414,7 +410,7 @@ class IngestionEngine:
         if inserts:
             # New entities are stitched before they are inserted: one write each, not an
             # insert and then an update with the stitched entity.
-            new_search = finish_new(conn, inserts, entity_search)
+            new_search = finish_new(conn, inserts)
             new_refs = [row["ref"] for row in inserts]
             touched.difference_update(new_refs)
             # Marks that earlier batches left for these (a relation naming an entity further

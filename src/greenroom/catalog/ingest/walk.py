@@ -33,7 +33,6 @@ from greenroom.catalog.model.problems import Problem
 from greenroom.catalog.model.refs import DEFAULT_NAMESPACE, CompoundRef
 from greenroom.catalog.model.relations import Relation
 from greenroom.catalog.model.validation import Validator
-from greenroom.catalog.search_rows import Row
 from greenroom.contracts import ProcessContext, ProcessingError, Processor, RootLocation
 
 MANAGED_BY_LOCATION = "backstage.io/managed-by-location"
@@ -51,9 +50,6 @@ class Prepared(NamedTuple):
     relations: list[tuple[str, str, str]]  # (source, type, target), sorted, without repeats
     problems: str  # the problems' JSON
     process_hash: str
-    # search_rows.entity_rows of the processed entity, when walked apart (else the writer
-    # computes them): the writer's thread is what a large load waits for.
-    search: list[Row] | None = None
 
 
 @dataclass
