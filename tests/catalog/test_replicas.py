@@ -35,8 +35,13 @@ def test_a_root_is_held_by_one_replica_at_a_time(database_url: str) -> None:
     # would walk it alongside, and release the lease under the first.
     assert not a.claim(first)
     assert a.holder(first) == "replica-a"
+    # Marked due while held (a POST /refresh during the walk): due again at once, not after
+    # the interval, so that what the walk read past is read.
     a.release(first, timedelta(hours=1))
     assert a.holder(first) is None
+    assert b.claim_due() == first
+    b.release(first, timedelta(hours=1))  # not marked: due after the interval
+    assert a.claim_due() is None and b.claim_due() is None
     assert b.claim(first)
     engine.dispose()
 

@@ -18,6 +18,7 @@ import threading
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -37,10 +38,10 @@ class Leases:
         self.engine = engine
         self.owner = owner
         self.lease = lease
-        # Roots this process is walking: its refresh loop and its API (``POST /refresh``)
-        # share one owner, and the database alone would let the second walk what the first is
-        # walking, and release the lease under it.
-        self._walking: set[str] = set()
+        # Roots this process is walking, and when each was claimed: its refresh loop and its
+        # API (``POST /refresh``) share one owner, and the database alone would let the second
+        # walk what the first is walking, and release the lease under it.
+        self._walking: dict[str, datetime] = {}
         self._mine = threading.Lock()
 
     def sync(self, keys: Iterable[str]) -> None:
@@ -85,7 +86,7 @@ class Leases:
                 .values(lease_owner=self.owner, lease_until=now + self.lease)
             )
         with self._mine:
-            self._walking.add(str(key))
+            self._walking[str(key)] = now
         return str(key)
 
     def claim(self, key: str) -> bool:
@@ -95,7 +96,8 @@ class Leases:
         now = datetime.now(UTC)
         with self._mine:
             walking_here = key in self._walking
-            self._walking.add(key)
+            if not walking_here:
+                self._walking[key] = now
         if walking_here:  # by this process's loop, or another request: marked due, as below
             with write_transaction(self.engine, changes_data=False) as conn:
                 conn.execute(
@@ -149,13 +151,21 @@ class Leases:
             )
 
     def release(self, key: str, next_in: timedelta | None, *, walked: bool = False) -> None:
-        """Give ``key`` up; it is due again after ``next_in`` (now when ``None``). ``walked``:
-        a walk of it ended (failed or not), so its next one is a refresh."""
+        """Give ``key`` up; it is due again after ``next_in`` (now when ``None``), or now if
+        it was marked due while it was held (``claim`` of a held root: a ``POST /refresh`` that
+        came during the walk may have changes the walk had read past). ``walked``: a walk of it
+        ended (failed or not), so its next one is a refresh."""
         now = datetime.now(UTC)
+        with self._mine:
+            claimed = self._walking.get(key)
+        due: Any = sa.literal(now + (next_in or timedelta(0)), roots.c.next_refresh_at.type)
+        if claimed is not None:
+            marked = sa.and_(roots.c.next_refresh_at > claimed, roots.c.next_refresh_at <= now)
+            due = sa.case((marked, sa.literal(now, roots.c.next_refresh_at.type)), else_=due)
         values: dict[str, object] = {
             "lease_owner": None,
             "lease_until": None,
-            "next_refresh_at": now + (next_in or timedelta(0)),
+            "next_refresh_at": due,
         }
         if walked:
             values["walked_at"] = now
@@ -171,7 +181,7 @@ class Leases:
 
     def _forget(self, key: str) -> None:
         with self._mine:
-            self._walking.discard(key)
+            self._walking.pop(key, None)
 
     def forget_walks(self) -> None:
         """Every root's next walk is a first walk (the catalog is empty: a first load)."""
