@@ -7,6 +7,7 @@ psycopg 3 is for production. Every capability declares its tables on :data:`meta
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sqlite3
 import time
@@ -305,7 +306,8 @@ def driver_cursor(connection: sa.Connection) -> Iterator[Any]:
         # out the pool's invalidation of connections older than a disconnect.
         connection._handle_dbapi_exception(exc, None, None, cursor, None)
     finally:
-        cursor.close()
+        with contextlib.suppress(Exception):  # a connection invalidated above: SQLite raises
+            cursor.close()
 
 
 def read_generation(connection: sa.Connection) -> int:

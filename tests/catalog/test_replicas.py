@@ -31,10 +31,6 @@ def test_a_root_is_held_by_one_replica_at_a_time(database_url: str) -> None:
     assert a.claim_due() is None and b.claim_due() is None
     assert not b.claim(first)  # held by a: marked due for a instead
     assert a.holder(first) == "replica-a"
-    # Nor twice by one process (its refresh loop walking it, and POST /refresh): the second
-    # would walk it alongside, and release the lease under the first.
-    assert not a.claim(first)
-    assert a.holder(first) == "replica-a"
     # Marked due while held (a POST /refresh during the walk): due again at once, not after
     # the interval, so that what the walk read past is read.
     a.release(first, timedelta(hours=1))
@@ -43,6 +39,35 @@ def test_a_root_is_held_by_one_replica_at_a_time(database_url: str) -> None:
     b.release(first, timedelta(hours=1))  # not marked: due after the interval
     assert a.claim_due() is None and b.claim_due() is None
     assert b.claim(first)
+    engine.dispose()
+
+
+def test_one_process_walks_a_root_once_at_a_time(database_url: str) -> None:
+    """Its refresh loop and a POST /refresh share one owner: a claim of a root the process is
+    walking waits for that walk to end (the caller reads what it walks next), instead of
+    walking it alongside and releasing the lease under it."""
+    import threading
+
+    engine = db.create_engine(database_url)
+    db.upgrade(engine)
+    leases = Leases(engine, "replica", timedelta(seconds=30))
+    leases.sync(["file:/x.yaml"])
+    assert leases.claim_due() == "file:/x.yaml"  # the loop's walk
+    claimed: list[bool] = []
+    request = threading.Thread(target=lambda: claimed.append(leases.claim("file:/x.yaml")))
+    request.start()
+    time.sleep(0.3)
+    assert claimed == [] and leases.holder("file:/x.yaml") == "replica"  # waiting
+    leases.release("file:/x.yaml", timedelta(hours=1), walked=True)
+    request.join(10)
+    assert claimed == [True] and leases.holder("file:/x.yaml") == "replica"
+    leases.release("file:/x.yaml", timedelta(hours=1), walked=True)
+    short = Leases(engine, "replica-2", timedelta(milliseconds=300))
+    assert short.claim("file:/x.yaml")
+    started = time.monotonic()
+    assert not short.claim("file:/x.yaml")  # still walking after a lease's length: marked due
+    assert time.monotonic() - started >= 0.3
+    engine.dispose()
     engine.dispose()
 
 

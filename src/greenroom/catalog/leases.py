@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -42,7 +43,9 @@ class Leases:
         # API (``POST /refresh``) share one owner, and the database alone would let the second
         # walk what the first is walking, and release the lease under it.
         self._walking: dict[str, datetime] = {}
-        self._mine = threading.Lock()
+        # Held across a claim's transaction, so that the loop's claim_due and a request's claim
+        # cannot both take one root between checking and recording it.
+        self._claims = threading.Condition()
 
     def sync(self, keys: Iterable[str]) -> None:
         """Make sure every current root has a row (due now when new)."""
@@ -64,82 +67,84 @@ class Leases:
 
     def claim_due(self) -> str | None:
         """Claim the most overdue root that nobody holds; ``None`` when none is due."""
-        now = datetime.now(UTC)
-        with write_transaction(self.engine, changes_data=False) as conn:
-            due = (
-                sa.select(roots.c.root_key)
-                .where(
-                    roots.c.next_refresh_at <= now,
-                    sa.or_(roots.c.lease_until.is_(None), roots.c.lease_until < now),
+        with self._claims:  # see __init__: this process's claims one at a time
+            now = datetime.now(UTC)
+            with write_transaction(self.engine, changes_data=False) as conn:
+                due = (
+                    sa.select(roots.c.root_key)
+                    .where(
+                        roots.c.next_refresh_at <= now,
+                        sa.or_(roots.c.lease_until.is_(None), roots.c.lease_until < now),
+                    )
+                    .order_by(roots.c.next_refresh_at)
+                    .limit(1)
                 )
-                .order_by(roots.c.next_refresh_at)
-                .limit(1)
-            )
-            if conn.dialect.name == "postgresql":
-                due = due.with_for_update(skip_locked=True)
-            key = conn.execute(due).scalar()
-            if key is None:
-                return None
-            conn.execute(
-                roots.update()
-                .where(roots.c.root_key == key)
-                .values(lease_owner=self.owner, lease_until=now + self.lease)
-            )
-        with self._mine:
+                if conn.dialect.name == "postgresql":
+                    due = due.with_for_update(skip_locked=True)
+                key = conn.execute(due).scalar()
+                if key is None:
+                    return None
+                conn.execute(
+                    roots.update()
+                    .where(roots.c.root_key == key)
+                    .values(
+                        lease_owner=self.owner, lease_until=now + self.lease, next_refresh_at=now
+                    )
+                )
             self._walking[str(key)] = now
-        return str(key)
+            return str(key)
 
     def claim(self, key: str) -> bool:
         """Claim one root now, due or not (``POST /refresh``, a new location); ``False`` when
-        another replica holds it, or this process is walking it already (its refresh loop),
-        in which case it is marked due for the holder to redo."""
-        now = datetime.now(UTC)
-        with self._mine:
-            walking_here = key in self._walking
-            if not walking_here:
-                self._walking[key] = now
-        if walking_here:  # by this process's loop, or another request: marked due, as below
-            with write_transaction(self.engine, changes_data=False) as conn:
-                conn.execute(
-                    roots.update().where(roots.c.root_key == key).values(next_refresh_at=now)
-                )
-            return False
-        try:
-            claimed = self._claim(key, now)
-        except BaseException:
-            self._forget(key)
-            raise
-        if not claimed:
-            self._forget(key)
-        return claimed
+        another replica holds it, in which case it is marked due for that one to redo.
 
-    def _claim(self, key: str, now: datetime) -> bool:
-        with write_transaction(self.engine, changes_data=False) as conn:
-            row = conn.execute(
-                sa.select(roots.c.lease_owner, roots.c.lease_until).where(roots.c.root_key == key)
-            ).first()
-            if row is None:
-                conn.execute(
-                    roots.insert().values(
-                        root_key=key,
-                        next_refresh_at=now,
-                        lease_owner=self.owner,
-                        lease_until=now + self.lease,
+        When this process is walking it already (its refresh loop, another request), the claim
+        waits for that walk to end (the caller is about to read what it walks), for at most a
+        lease's length; after that it marks the root due instead."""
+        deadline = time.monotonic() + self.lease.total_seconds()
+        with self._claims:
+            while key in self._walking:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._mark_due(key)
+                    return False
+                self._claims.wait(left)
+            now = datetime.now(UTC)
+            with write_transaction(self.engine, changes_data=False) as conn:
+                row = conn.execute(
+                    sa.select(roots.c.lease_owner, roots.c.lease_until).where(
+                        roots.c.root_key == key
                     )
+                ).first()
+                held = (
+                    row is not None
+                    and row.lease_owner not in (None, self.owner)
+                    and _aware(row.lease_until) > now
                 )
-                return True
-            held = row.lease_owner not in (None, self.owner) and _aware(row.lease_until) > now
-            if held:
-                conn.execute(
-                    roots.update().where(roots.c.root_key == key).values(next_refresh_at=now)
-                )
-                return False
+                if held:
+                    conn.execute(
+                        roots.update().where(roots.c.root_key == key).values(next_refresh_at=now)
+                    )
+                    return False
+                lease = {"lease_owner": self.owner, "lease_until": now + self.lease}
+                if row is None:
+                    conn.execute(roots.insert().values(root_key=key, next_refresh_at=now, **lease))
+                else:
+                    conn.execute(
+                        roots.update()
+                        .where(roots.c.root_key == key)
+                        .values(next_refresh_at=now, **lease)
+                    )
+            self._walking[key] = now
+            return True
+
+    def _mark_due(self, key: str) -> None:
+        with write_transaction(self.engine, changes_data=False) as conn:
             conn.execute(
                 roots.update()
                 .where(roots.c.root_key == key)
-                .values(lease_owner=self.owner, lease_until=now + self.lease)
+                .values(next_refresh_at=datetime.now(UTC))
             )
-            return True
 
     def renew(self, key: str) -> None:
         """Extend this replica's lease on ``key`` (called after every batch)."""
@@ -151,37 +156,36 @@ class Leases:
             )
 
     def release(self, key: str, next_in: timedelta | None, *, walked: bool = False) -> None:
-        """Give ``key`` up; it is due again after ``next_in`` (now when ``None``), or now if
-        it was marked due while it was held (``claim`` of a held root: a ``POST /refresh`` that
-        came during the walk may have changes the walk had read past). ``walked``: a walk of it
-        ended (failed or not), so its next one is a refresh."""
-        now = datetime.now(UTC)
-        with self._mine:
-            claimed = self._walking.get(key)
-        due: Any = sa.literal(now + (next_in or timedelta(0)), roots.c.next_refresh_at.type)
-        if claimed is not None:
-            marked = sa.and_(roots.c.next_refresh_at > claimed, roots.c.next_refresh_at <= now)
-            due = sa.case((marked, sa.literal(now, roots.c.next_refresh_at.type)), else_=due)
-        values: dict[str, object] = {
-            "lease_owner": None,
-            "lease_until": None,
-            "next_refresh_at": due,
-        }
-        if walked:
-            values["walked_at"] = now
+        """Give ``key`` up; it is due again after ``next_in`` (now when ``None``), or at once
+        if it was marked due while held (a ``POST /refresh`` during the walk, which may have
+        changes the walk read past). A claim sets the due time to the claim's own time, so any
+        other value found here is a mark, whatever the marking replica's clock. ``walked``: a
+        walk of it ended (failed or not), so its next one is a refresh."""
+        claimed = self._walking.get(key)
+        column = roots.c.next_refresh_at
         try:
             with write_transaction(self.engine, changes_data=False) as conn:
+                now = datetime.now(UTC)  # after the lock: a mark made while waiting for it counts
+                due: Any = sa.literal(now + (next_in or timedelta(0)), column.type)
+                if claimed is not None:
+                    unmarked = column == sa.literal(claimed, column.type)
+                    due = sa.case((unmarked, due), else_=sa.literal(now, column.type))
+                values: dict[str, object] = {
+                    "lease_owner": None,
+                    "lease_until": None,
+                    "next_refresh_at": due,
+                }
+                if walked:
+                    values["walked_at"] = now
                 conn.execute(
                     roots.update()
                     .where(roots.c.root_key == key, roots.c.lease_owner == self.owner)
                     .values(**values)
                 )
         finally:
-            self._forget(key)
-
-    def _forget(self, key: str) -> None:
-        with self._mine:
-            self._walking.pop(key, None)
+            with self._claims:
+                self._walking.pop(key, None)
+                self._claims.notify_all()
 
     def forget_walks(self) -> None:
         """Every root's next walk is a first walk (the catalog is empty: a first load)."""
