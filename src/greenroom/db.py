@@ -279,6 +279,11 @@ def reader(engine: sa.Engine) -> sa.Engine:
     return engine.execution_options(**{_NO_TRANSACTION: True})
 
 
+def param_mark(connection: sa.Connection) -> str:
+    """The driver's placeholder for a parameter in SQL sent as text (``?`` or ``%s``)."""
+    return "?" if connection.dialect.paramstyle == "qmark" else "%s"
+
+
 def driver_usable(connection: sa.Connection) -> bool:
     """Whether a statement sent past SQLAlchemy (:func:`driver_cursor`) runs where SQLAlchemy
     thinks it does: on a reader's connection (each statement on its own) or inside a
@@ -406,7 +411,7 @@ def bulk_insert(
                 copy.write_row(row)
         connection.info[WROTE] = True  # COPY does not pass through the statement events
         return len(batch)
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    mark = param_mark(connection)
     sql = (
         f"INSERT INTO {table.name} ({', '.join(columns)}) "
         f"VALUES ({', '.join([mark] * len(columns))})"

@@ -29,7 +29,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from greenroom.catalog.stitch import chunks
 from greenroom.catalog.tables import REF, entities, search
 from greenroom.catalog.text_index import TEXT_KEYS
-from greenroom.db import driver_cursor
+from greenroom.db import driver_cursor, param_mark
 from greenroom.exceptions import InvalidInput
 
 EXISTS = object()
@@ -381,7 +381,7 @@ def served_final(connection: sa.Connection, column: str, value: str) -> str | No
     """
     if column not in ("ref", "uid"):
         raise ValueError(f"not a unique column of {entities.name}: {column}")
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    mark = param_mark(connection)
     with driver_cursor(connection) as cursor:
         cursor.execute(
             f"SELECT final FROM {entities.name} WHERE {column} = {mark} AND final IS NOT NULL",

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from greenroom.catalog.model.problems import Problem
 from greenroom.catalog.search_rows import Row, relation_rows, search_rows
 from greenroom.catalog.tables import entities, relations, search, stitch_queue
-from greenroom.db import bulk_insert, driver_cursor
+from greenroom.db import bulk_insert, driver_cursor, param_mark
 
 ORPHAN_ANNOTATION = "backstage.io/orphan"
 SEARCH_COLUMNS = ("ref", "key", "value", "original_value")
@@ -164,7 +164,7 @@ def mark_for_stitch(connection: sa.Connection, refs: Iterable[str]) -> None:
     todo = [(ref,) for ref in sorted(set(refs))]
     if not todo:
         return
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    mark = param_mark(connection)
     connection.exec_driver_sql(
         f"INSERT INTO {stitch_queue.name} (ref) VALUES ({mark}) ON CONFLICT DO NOTHING", todo
     )
@@ -203,7 +203,7 @@ def _relations_by_source(
     rels: dict[str, set[tuple[str, str]]] = {}
     if not refs:
         return rels
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    mark = param_mark(connection)
     sql = (
         f"SELECT source_ref, type, target_ref FROM {relations.name} "
         f"WHERE source_ref IN ({', '.join([mark] * len(refs))})"
