@@ -27,7 +27,7 @@ def test_migrations_and_statistics(database_url: str) -> None:
     db.refresh_statistics(engine)  # VACUUM must run outside a transaction on PostgreSQL
     with engine.connect() as conn:
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0012"
+        assert version == "0013"
         if conn.dialect.name == "postgresql":
             names = conn.execute(sa.text("SELECT stxname FROM pg_statistic_ext")).scalars().all()
             assert "catalog_search_key_value_stats" in names
@@ -476,6 +476,50 @@ def test_roots_known_before_0012_count_as_walked(database_url: str) -> None:
     migrate(engine, "0011", down=True)
     with engine.connect() as conn:
         assert "walked_at" not in {c["name"] for c in sa.inspect(conn).get_columns("catalog_roots")}
+    engine.dispose()
+
+
+def test_entities_known_before_0013_get_ids_and_new_ones_follow(database_url: str) -> None:
+    """The upgrade numbers the stored entities (their rows otherwise the same, each ref still
+    unique); the writer then gives new entities the next ids, in the order it writes them; a
+    downgrade takes the ids away again."""
+    from greenroom.catalog.ingest.engine import _give_ids
+    from greenroom.catalog.tables import entities
+
+    engine = db.create_engine(database_url)
+    migrate(engine, "0012")
+    with engine.begin() as conn:
+        for name in ("b", "a", "c"):
+            conn.exec_driver_sql(
+                "INSERT INTO catalog_entities (ref, uid, kind, namespace, name, origin_key, "
+                f"location_key, final, updated_at) VALUES ('component:default/{name}', "
+                f"'uid-{name}', 'Component', 'default', '{name}', 'o', 'l', '{{}}', "
+                "'2026-01-01 00:00:00')"
+            )
+    migrate(engine, "head")
+    with engine.connect() as conn:
+        stored = conn.execute(
+            sa.select(entities.c.id, entities.c.ref, entities.c.uid, entities.c.final)
+        ).all()
+    assert sorted(row.id for row in stored) == [1, 2, 3]
+    assert sorted((row.ref, row.uid, row.final) for row in stored) == [
+        (f"component:default/{name}", f"uid-{name}", "{}") for name in "abc"
+    ]
+    rows: list[dict[str, Any]] = [{"ref": "component:default/d"}, {"ref": "component:default/e"}]
+    with db.write_transaction(engine) as conn:
+        _give_ids(conn, rows)
+    assert [row["id"] for row in rows] == [4, 5] and rows[0]["uid"] != rows[1]["uid"]
+    with pytest.raises(sa.exc.IntegrityError), db.write_transaction(engine) as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO catalog_entities (id, ref, uid, kind, namespace, name, origin_key, "
+            "location_key, updated_at) VALUES (9, 'component:default/a', 'other', 'Component', "
+            "'default', 'a', 'o', 'l', '2026-01-01 00:00:00')"
+        )
+    migrate(engine, "0012", down=True)
+    with engine.connect() as conn:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("catalog_entities")}
+        refs = conn.exec_driver_sql("SELECT ref FROM catalog_entities ORDER BY ref").scalars()
+        assert "id" not in columns and list(refs) == [f"component:default/{n}" for n in "abc"]
     engine.dispose()
 
 

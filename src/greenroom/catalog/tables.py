@@ -30,10 +30,17 @@ locations = sa.Table(
     sa.UniqueConstraint("type", "target", name="uq_catalog_locations_type_target"),
 )
 
+#: SQLite's rowid is a column declared ``INTEGER`` exactly.
+ENTITY_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 entities = sa.Table(
     "catalog_entities",
     metadata,
-    sa.Column("ref", REF, primary_key=True),
+    # An integer key, given by the writer in the order entities are written (migration 0013):
+    # on SQLite the rowid itself, so every index carries it and the unique index on ref maps
+    # a ref to its id without reading the row.
+    sa.Column("id", ENTITY_ID, primary_key=True, autoincrement=False),
+    sa.Column("ref", REF, nullable=False, unique=True),
     sa.Column("uid", sa.String(36), nullable=False, unique=True),
     sa.Column("kind", sa.String(63), nullable=False),
     sa.Column("namespace", sa.String(63), nullable=False),

@@ -405,8 +405,7 @@ class IngestionEngine:
             new_relations.extend((ref, s, t, tg) for s, t, tg in rels)
         touched.update(self._drop_relations(conn, replaced))
         bulk_insert(conn, relations, RELATION_COLUMNS, new_relations)
-        for row, uid in zip(inserts, _uuid4s(len(inserts)), strict=True):
-            row["uid"] = uid
+        _give_ids(conn, inserts)
         if inserts:
             # New entities are stitched before they are inserted: one write each, not an
             # insert and then an update with the stitched entity.
@@ -568,6 +567,18 @@ def _nul_at(value: Any, path: str = "") -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def _give_ids(conn: sa.Connection, inserts: list[dict[str, Any]]) -> None:
+    """A uid (random, as Backstage's) and an id for each new entity row. Ids follow the
+    largest stored one, in the order of the rows: safe under the write lock, which every
+    writer holds (:func:`greenroom.db.write_transaction`); the id of an entity deleted last
+    may be given again, which nothing minds, since its rows go with it."""
+    if not inserts:
+        return
+    top = conn.execute(sa.select(sa.func.max(entities.c.id))).scalar() or 0
+    for number, (row, uid) in enumerate(zip(inserts, _uuid4s(len(inserts)), strict=True)):
+        row["uid"], row["id"] = uid, top + 1 + number
 
 
 def _uuid4s(count: int) -> list[str]:
