@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -15,9 +16,11 @@ from alembic.config import Config as AlembicConfig
 
 from greenroom import db
 from greenroom.catalog import queries
-from greenroom.catalog.stitch import SEARCH_COLUMNS
-from greenroom.catalog.tables import search as search_table
 from greenroom.catalog.text_index import TEXT_KEYS
+
+#: ``catalog_search`` before migration 0014 (no ``entity_id``), for tests of older revisions.
+OLD_SEARCH_COLUMNS = ("ref", "key", "value", "original_value")
+old_search = sa.table("catalog_search", *(sa.column(name) for name in OLD_SEARCH_COLUMNS))
 
 
 def test_migrations_and_statistics(database_url: str) -> None:
@@ -27,7 +30,7 @@ def test_migrations_and_statistics(database_url: str) -> None:
     db.refresh_statistics(engine)  # VACUUM must run outside a transaction on PostgreSQL
     with engine.connect() as conn:
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0013"
+        assert version == "0014"
         if conn.dialect.name == "postgresql":
             names = conn.execute(sa.text("SELECT stxname FROM pg_statistic_ext")).scalars().all()
             assert "catalog_search_key_value_stats" in names
@@ -135,7 +138,7 @@ def test_a_new_database_is_created_as_the_migrations_build_it(
     assert schema_of(created) == expected
     assert "catalog_search" in expected and expected["rows"][0] == [(1, 0)]
     if created.dialect.name == "postgresql":
-        assert expected["statistics"] and len(expected["column options"]) == 4
+        assert expected["statistics"] and len(expected["column options"]) == 5
     migrate(created, "0008", down=True)
     migrate(created, "head")
     assert schema_of(created) == expected
@@ -398,7 +401,8 @@ def test_original_spellings_keep_through_the_facets_migration(database_url: str)
     ]
     with engine.begin() as conn:
         conn.execute(
-            sa.insert(search_table), [dict(zip(SEARCH_COLUMNS, row, strict=True)) for row in rows]
+            sa.insert(old_search),
+            [dict(zip(OLD_SEARCH_COLUMNS, row, strict=True)) for row in rows],
         )
     expected = {
         "spec.type": [{"value": "Service", "count": 1}, {"value": "service", "count": 1}],
@@ -409,7 +413,7 @@ def test_original_spellings_keep_through_the_facets_migration(database_url: str)
 
     def state() -> tuple[set[tuple[Any, ...]], tuple[str, ...]]:
         with engine.connect() as conn:
-            stored = {tuple(r) for r in conn.execute(sa.select(*search_table.c)).all()}
+            stored = {tuple(r) for r in conn.execute(sa.select(*old_search.c)).all()}
             indexes = {
                 ix["name"]: tuple(ix["column_names"])
                 for ix in sa.inspect(conn).get_indexes("catalog_search")
@@ -428,7 +432,7 @@ def test_original_spellings_keep_through_the_facets_migration(database_url: str)
     with engine.connect() as conn:
         assert queries.facets(conn, ["spec.type", "kind"], queries.SERVED) == expected
         conn.execute(  # a replica still on 0010's code writes the spelling again
-            sa.insert(search_table).values(
+            sa.insert(old_search).values(
                 ref="component:default/c",
                 key="spec.type",
                 value="service",
@@ -588,21 +592,28 @@ def test_a_first_load_interrupted_before_0007_does_not_stop_the_upgrade(
             ix["name"]: tuple(ix["column_names"])
             for ix in sa.inspect(conn).get_indexes("catalog_search")
         }
-    assert indexes["ix_catalog_search_key_value"] == ("key", "value", "ref", "original_value")
+    assert indexes["ix_catalog_search_key_value"] == (
+        "key",
+        "value",
+        "ref",
+        "original_value",
+        "entity_id",
+    )
     migrate(engine, "0006", down=True)
     engine.dispose()
 
 
-def test_stitch_deletes_by_ref_use_the_index_while_a_load_outgrows_its_statistics(
+def test_stitch_deletes_by_entity_use_the_index_while_a_load_outgrows_its_statistics(
     database_url: str,
 ) -> None:
     """A small catalog, analysed, takes in twenty times its size in one pass. An entity's rows
     sit together on disk, so PostgreSQL stores the distinct refs its sample saw as a count, not
     a fraction, and took each ref for hundreds of rows once the table had grown: it planned the
     stitch's ``DELETE ... WHERE ref IN (500 refs)`` as a scan of the whole table (over a second
-    a statement at 250,000 entities). Migration 0010 gives it rows per ref as a fraction, and
-    an existing database gets it on upgrade. SQLite keeps the table sizes of its last
-    ``ANALYZE`` as counts, planned that delete as a scan here, and needs ingestion's samples."""
+    a statement at 250,000 entities). Migration 0010 gives it rows per ref as a fraction, 0014
+    the same for the entity ids that the stitch deletes by now, and an existing database gets
+    both on upgrade. SQLite keeps the table sizes of its last ``ANALYZE`` as counts, planned
+    that delete as a scan here, and needs ingestion's samples."""
     from greenroom.catalog.ingest.engine import RELATION_COLUMNS
     from greenroom.catalog.stitch import SEARCH_COLUMNS
     from greenroom.catalog.tables import relations, search
@@ -611,24 +622,26 @@ def test_stitch_deletes_by_ref_use_the_index_while_a_load_outgrows_its_statistic
     postgresql = engine.dialect.name == "postgresql"
     migrate(engine, "0009")
     refs = [f"component:default/service-{i:05d}" for i in range(6000)]
-    some = refs[::12][:500]
-    statements = {
-        "ix_catalog_search_ref_key": search.delete().where(
-            search.c.ref.in_(some), search.c.key.startswith("relations.")
-        ),
+    some = list(range(1, 6001))[::12][:500]  # ids, as given in ref order below
+    statements = {  # a full stitch's delete of its entities' rows; their peers' relations
+        "ix_catalog_search_entity_key": search.delete().where(search.c.entity_id.in_(some)),
         "ix_catalog_relations_source": sa.select(
             relations.c.source_ref, relations.c.type, relations.c.target_ref
-        ).where(relations.c.source_ref.in_(some)),
+        ).where(relations.c.source_ref.in_([refs[i - 1] for i in some])),
     }
 
-    def load(part: list[str]) -> None:
+    def load(part: list[str], first_id: int | None) -> None:
         with engine.begin() as conn:  # as ingestion writes them: an entity's rows together
-            db.bulk_insert(
-                conn,
-                search,
-                SEARCH_COLUMNS,
-                ((ref, f"spec.field{k}", f"v{k}", f"V{k}") for ref in part for k in range(36)),
-            )
+            rows = ((ref, f"spec.field{k}", f"v{k}", f"V{k}") for ref in part for k in range(36))
+            if first_id is None:  # before 0014: no ids
+                db.bulk_insert(conn, old_search, OLD_SEARCH_COLUMNS, rows)  # type: ignore[arg-type]
+            else:
+                db.bulk_insert(
+                    conn,
+                    search,
+                    SEARCH_COLUMNS,
+                    ((*row, first_id + i // 36) for i, row in enumerate(rows)),
+                )
             db.bulk_insert(
                 conn,
                 relations,
@@ -640,17 +653,33 @@ def test_stitch_deletes_by_ref_use_the_index_while_a_load_outgrows_its_statistic
                 ),
             )
 
-    def check_plans() -> None:
+    def check_plans(*, estimates_only: tuple[str, ...] = ()) -> None:
+        """Each statement reads its index; or, for those of ``estimates_only``, PostgreSQL
+        expects the rows there are within a factor of three (500 entities, 36 rows each):
+        at this size a scan of the whole table is its fair choice for the ids, whose
+        ``(entity_id, key, value)`` entries cost more to read than refs' did; what the
+        fraction must keep is the estimate, which decides once the table is large."""
         with engine.connect() as conn:
             for index, statement in statements.items():
                 sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
                 explain = "EXPLAIN " if postgresql else "EXPLAIN QUERY PLAN "
                 plan = " ".join(str(row) for row in conn.exec_driver_sql(explain + sql))
+                if index in estimates_only:
+                    estimated = [int(n) for n in re.findall(r"rows=(\d+)", plan)]
+                    assert 6000 <= max(estimated) <= 54000, plan
+                    continue
                 assert "Seq Scan" not in plan and "SCAN catalog" not in plan, plan
                 assert index in plan, plan
             conn.rollback()
 
-    load(refs[:300])
+    with engine.begin() as conn:  # the small catalog's entities: 0013 numbers them in ref order
+        for ref in refs[:300]:
+            conn.exec_driver_sql(
+                "INSERT INTO catalog_entities (ref, uid, kind, namespace, name, origin_key, "
+                f"location_key, updated_at) VALUES ('{ref}', '{ref}', 'Component', 'default', "
+                "'x', 'o', 'l', '2026-01-01 00:00:00')"
+            )
+    load(refs[:300], None)
     db.refresh_statistics(engine)  # the pass that loaded the small catalog
     if not postgresql:
         with engine.connect() as conn:  # the statistics were committed (10,800 rows, 36 a ref)
@@ -659,18 +688,28 @@ def test_stitch_deletes_by_ref_use_the_index_while_a_load_outgrows_its_statistic
             ).scalar()
         assert stat is not None and stat.startswith("10800 36 ")
     migrate(engine, "head")
-    load(refs[300:])  # twenty times the rows, no statistics since
+    with engine.connect() as conn:  # the small catalog's rows kept their entities' ids
+        kept = conn.execute(sa.select(search.c.ref, search.c.entity_id).distinct()).all()
+    assert sorted(kept) == [(ref, i) for i, ref in enumerate(refs[:300], start=1)]
     if postgresql:
-        check_plans()  # the fraction holds however far the table grew
+        db.refresh_statistics(engine)  # as before the upgrade: counts of the small catalog
+    load(refs[300:], 301)  # twenty times the rows, no statistics since
+    if postgresql:  # the fraction holds however far the table grew
+        check_plans(estimates_only=("ix_catalog_search_entity_key",))
         with engine.connect() as conn:
             distinct: dict[str, float] = dict(
                 conn.exec_driver_sql(
                     "SELECT tablename || '.' || attname, n_distinct FROM pg_stats "
-                    "WHERE schemaname = current_schema() AND attname IN ('ref', 'source_ref') "
+                    "WHERE schemaname = current_schema() "
+                    "AND attname IN ('ref', 'entity_id', 'source_ref') "
                     "AND tablename IN ('catalog_search', 'catalog_relations')"
                 ).all()
             )
-        assert distinct == {"catalog_search.ref": -0.03, "catalog_relations.source_ref": -0.1}
+        assert distinct == {
+            "catalog_search.ref": -0.03,
+            "catalog_search.entity_id": -0.03,
+            "catalog_relations.source_ref": -0.1,
+        }
     db.sample_statistics(engine)  # what ingestion runs each time the entities written double
     check_plans()
     engine.dispose()

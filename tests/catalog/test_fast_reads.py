@@ -104,9 +104,9 @@ def expected(
         ref = format_ref(
             entity["kind"], entity["metadata"].get("namespace"), entity["metadata"]["name"]
         )
-        rows = search_rows(ref, entity)
+        rows = search_rows(ref, entity, 0)
         values: dict[str, list[str]] = {}
-        for _, key, value, _ in rows:
+        for _, key, value, _, _ in rows:
             if value is not None:
                 values.setdefault(key, []).append(value)
         if not any(wanted in v for k in keys for v in values.get(k, [])):
@@ -200,7 +200,7 @@ def expected_list(entities: list[dict[str, Any]], orders: list[str]) -> list[str
             entity["kind"], entity["metadata"].get("namespace"), entity["metadata"]["name"]
         )
         smallest: dict[str, str] = {}
-        for _, key, value, _ in search_rows(ref, entity):
+        for _, key, value, _, _ in search_rows(ref, entity, 0):
             if value is not None and (key not in smallest or value < smallest[key]):
                 smallest[key] = value
         keyed.append((ref, smallest))
@@ -314,7 +314,7 @@ def test_terms_without_a_trigram_do_not_scan_the_trigram_indexes(catalog: Any) -
     with engine.connect() as conn:
         # Leave the planner nothing but the trigram indexes (rolled back at the end): it looks
         # a term up in them whenever the query lets it.
-        conn.exec_driver_sql("DROP INDEX ix_catalog_search_key_value, ix_catalog_search_ref_key")
+        conn.exec_driver_sql("DROP INDEX ix_catalog_search_key_value, ix_catalog_search_entity_key")
         conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
 
         def plan(term: str) -> str:

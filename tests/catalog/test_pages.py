@@ -93,7 +93,7 @@ def expected(entities: list[dict[str, Any]], filters: list[str], order: list[str
     for entity in entities:
         ref = ref_of(entity)
         values: dict[str, list[str]] = {}
-        for _, key, value, _ in search_rows(ref, entity):
+        for _, key, value, _, _ in search_rows(ref, entity, 0):
             if value is not None:
                 values.setdefault(key, []).append(value)
         if filters and not any(

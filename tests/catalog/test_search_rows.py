@@ -17,8 +17,9 @@ def test_a_key_spelled_like_stitching_gives_its_row_once() -> None:
         "Relations": ["ownedBy"],
         "relations": [{"type": "ownedBy", "targetRef": "group:default/team"}],
     }
-    rows = search_rows("thing:default/odd", entity)
-    pairs = [(key, value) for _, key, value, _ in rows]
+    rows = search_rows("thing:default/odd", entity, 7)
+    assert {row[4] for row in rows} == {7}
+    pairs = [(key, value) for _, key, value, _, _ in rows]
     assert len(pairs) == len(set(pairs))
     assert ("relations.ownedby", "group:default/team") in pairs
     assert ("metadata.uid", "u-1") in pairs and ("metadata.name", "odd") in pairs
@@ -28,4 +29,5 @@ def test_a_key_spelled_like_stitching_gives_its_row_once() -> None:
         "relations.ownedby",
         "group:default/team",
         "group:default/Team",
+        7,
     ) in rows

@@ -391,7 +391,7 @@ def assert_stored_as_stitched_afresh(catalog: Any) -> None:
     for row in rows:
         final, etag = stitch._final(row, rels.get(row.ref, set()))
         assert (orjson.loads(row.final), row.etag) == (final, etag), row.ref
-        expected_rows.extend(search_rows(row.ref, final))
+        expected_rows.extend(search_rows(row.ref, final, row.id))
     assert stored_rows == sorted(expected_rows)
 
 

@@ -99,7 +99,7 @@ def filter_conditions(
     *,
     from_ref: bool = False,
     kind: sa.ColumnElement[str] | None = None,
-    correlated: bool = False,
+    correlated: sa.ColumnElement[int] | None = None,
 ) -> sa.ColumnElement[bool] | None:
     """Parsed filters as conditions on the entity refs in ``ref``; ``None`` when there are none.
 
@@ -110,9 +110,10 @@ def filter_conditions(
     value of ``kind`` is the kind lower-cased, and kinds are ASCII (validated), so SQL's
     ``lower`` gives the same. The most common filter of all then reads neither
     ``catalog_search`` nor the rows of other kinds, and a page in ref order stops at its end.
-    With ``correlated``, other conditions are ``EXISTS`` of the entity's own row (a lookup in
-    ``(ref, key, value)`` per entity) rather than ``ref IN`` every matching entity: for a scan
-    that stops after a page, not one that reads every entity anyway.
+    With ``correlated`` (the entities' ids beside ``ref``), other conditions are ``EXISTS`` of
+    the entity's own row (a lookup in ``(entity_id, key, value)`` per entity) rather than
+    ``ref IN`` every matching entity: for a scan that stops after a page, not one that reads
+    every entity anyway.
     """
     if not sets:
         return None
@@ -130,9 +131,9 @@ def filter_conditions(
                     kind.is_not(None) if values is None else sa.func.lower(kind).in_(values)
                 )
                 continue
-            if correlated:
+            if correlated is not None:
                 own = search.alias("f")
-                found = sa.exists().where(own.c.ref == ref, own.c.key == key)
+                found = sa.exists().where(own.c.entity_id == correlated, own.c.key == key)
                 if values is not None:
                     found = found.where(own.c.value.in_(values))
                 conditions.append(found)
@@ -261,17 +262,21 @@ def plan_for_ordered_pages(connection: sa.Connection) -> None:
 
 
 def order_value(
-    key: str, ref: sa.ColumnElement[str] = entities.c.ref, *, from_ref: bool = False
+    key: str,
+    entity_id: sa.ColumnElement[int] = entities.c.id,
+    *,
+    ref: sa.ColumnElement[str] | None = None,
 ) -> sa.ColumnElement[Any]:
-    """The value of ``key`` of the entity ``ref``, to sort by (the smallest when it repeats).
+    """The value of ``key`` of the entity ``entity_id``, to sort by (the smallest when it
+    repeats).
 
-    With ``from_ref``, ``metadata.name`` is read from the ref (see the module's docs).
+    Given the entity's ``ref``, ``metadata.name`` is read from it (see the module's docs).
     """
-    if from_ref and key.lower() == "metadata.name":
+    if ref is not None and key.lower() == "metadata.name":
         return ref_name(ref)
     return (
         sa.select(sa.func.min(search.c.value))
-        .where(search.c.ref == ref, search.c.key == key.lower())
+        .where(search.c.entity_id == entity_id, search.c.key == key.lower())
         .scalar_subquery()
     )
 

@@ -18,8 +18,8 @@ from typing import Any
 
 MAX_KEY = 200
 MAX_VALUE = 200
-#: ref, key, value, original_value (None when the same as value).
-Row = tuple[str, str, str | None, str | None]
+#: ref, key, value, original_value (None when the same as value), the entity's id.
+Row = tuple[str, str, str | None, str | None, int]
 SKIPPED = frozenset(
     {
         "attachments",
@@ -69,14 +69,16 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def relation_rows(ref: str, entity: dict[str, Any]) -> list[Row]:
+def relation_rows(ref: str, entity: dict[str, Any], entity_id: int) -> list[Row]:
     """Only the ``relations.<type>`` rows of an entity, for when nothing else changed."""
     relations = entity.get("relations") or []
-    return _rows(ref, [(f"relations.{r['type']}", r["targetRef"]) for r in relations])
+    pairs = [(f"relations.{r['type']}", r["targetRef"]) for r in relations]
+    return _rows(ref, entity_id, pairs)
 
 
-def search_rows(ref: str, entity: dict[str, Any]) -> list[Row]:
-    """The search rows of one final entity: ``(ref, key, value, original_value)``."""
+def search_rows(ref: str, entity: dict[str, Any], entity_id: int) -> list[Row]:
+    """The search rows of one final entity, whose ref and id are ``ref`` and ``entity_id``:
+    ``(ref, key, value, original_value, entity_id)``."""
     meta = entity.get("metadata") or {}
     raw = _traverse(entity)
     raw.append(("metadata.name", meta.get("name")))
@@ -84,10 +86,10 @@ def search_rows(ref: str, entity: dict[str, Any]) -> list[Row]:
     raw.append(("metadata.uid", meta.get("uid")))
     for relation in entity.get("relations") or []:
         raw.append((f"relations.{relation['type']}", relation["targetRef"]))
-    return _rows(ref, raw)
+    return _rows(ref, entity_id, raw)
 
 
-def _rows(ref: str, raw: list[tuple[str, Any]]) -> list[Row]:
+def _rows(ref: str, entity_id: int, raw: list[tuple[str, Any]]) -> list[Row]:
     rows: list[Row] = []
     append = rows.append
     seen: set[tuple[str, str | None]] = set()
@@ -108,5 +110,5 @@ def _rows(ref: str, raw: list[tuple[str, Any]]) -> list[Row]:
         if pair in seen:
             continue
         seen.add(pair)
-        append((ref, key, value, original))
+        append((ref, key, value, original, entity_id))
     return rows

@@ -22,10 +22,11 @@ from greenroom.catalog.tables import entities, relations, search, stitch_queue
 from greenroom.db import bulk_insert, driver_cursor, param_mark
 
 ORPHAN_ANNOTATION = "backstage.io/orphan"
-SEARCH_COLUMNS = ("ref", "key", "value", "original_value")
+SEARCH_COLUMNS = ("ref", "key", "value", "original_value", "entity_id")
 #: What a full stitch reads of a stored entity (:func:`_final` needs all but ``etag``, which
 #: tells whether the result changed).
 STITCHED_FROM = (
+    entities.c.id,
     entities.c.ref,
     entities.c.uid,
     entities.c.processed,
@@ -78,6 +79,7 @@ def stitch(connection: sa.Connection, refs: Iterable[str], *, relations_only: bo
         rows = connection.execute(sa.select(*STITCHED_FROM).where(entities.c.ref.in_(batch))).all()
         rels = _relations_by_source(connection, batch)
         updates: list[dict[str, Any]] = []
+        ids: list[int] = []
         new_search: list[Row] = []
         for row in rows:
             if row.processed is None:
@@ -86,13 +88,12 @@ def stitch(connection: sa.Connection, refs: Iterable[str], *, relations_only: bo
             if etag == row.etag:
                 continue
             updates.append({"b_ref": row.ref, "final": dumps(final), "etag": etag})
-            new_search.extend(search_rows(row.ref, final))
+            ids.append(row.id)
+            new_search.extend(search_rows(row.ref, final, row.id))
         if updates:
             changed += len(updates)
             _update_finals(connection, updates)
-            connection.execute(
-                search.delete().where(search.c.ref.in_([u["b_ref"] for u in updates]))
-            )
+            connection.execute(search.delete().where(search.c.entity_id.in_(ids)))
             bulk_insert(connection, search, SEARCH_COLUMNS, new_search)
     return changed
 
@@ -112,31 +113,31 @@ def _restitch(connection: sa.Connection, todo: Sequence[str]) -> int:
     unstitched: list[str] = []
     for batch in chunks(todo):
         rows = connection.execute(
-            sa.select(entities.c.ref, entities.c.final, entities.c.etag).where(
+            sa.select(entities.c.ref, entities.c.id, entities.c.final, entities.c.etag).where(
                 entities.c.ref.in_(batch)
             )
         ).all()
         rels = _relations_by_source(connection, batch)
         updates: list[dict[str, Any]] = []
-        replaced: list[str] = []
+        replaced: list[int] = []
         new_search: list[Row] = []
-        for ref, stored, old_etag in rows:
+        for ref, entity_id, stored, old_etag in rows:
             if stored is None:
                 unstitched.append(ref)
                 continue
             final = orjson.loads(stored)
-            before = relation_rows(ref, final)
+            before = relation_rows(ref, final, entity_id)
             etag = _set_relations(final, rels.get(ref, set()))
             if etag == old_etag:
                 continue
             updates.append({"b_ref": ref, "final": dumps(final), "etag": etag})
-            after = relation_rows(ref, final)
+            after = relation_rows(ref, final, entity_id)
             kept = set(after)
             if all(row in kept for row in before):  # only gained: add the new rows
                 had = set(before)
                 new_search.extend(row for row in after if row not in had)
             else:
-                replaced.append(ref)
+                replaced.append(entity_id)
                 new_search.extend(after)
         if updates:
             changed += len(updates)
@@ -144,7 +145,8 @@ def _restitch(connection: sa.Connection, todo: Sequence[str]) -> int:
             if replaced:
                 connection.execute(
                     search.delete().where(
-                        search.c.ref.in_(replaced), search.c.key.startswith("relations.")
+                        search.c.entity_id.in_(replaced),
+                        search.c.key.startswith("relations."),
                     )
                 )
             bulk_insert(connection, search, SEARCH_COLUMNS, new_search)
@@ -173,10 +175,10 @@ def mark_for_stitch(connection: sa.Connection, refs: Iterable[str]) -> None:
 def finish_new(connection: sa.Connection, rows: list[dict[str, Any]]) -> list[Row]:
     """Stitch entities that are about to be inserted, so that each is written once.
 
-    ``rows`` are insert rows (``ref``, ``uid``, ``processed``, ``problems``); their relations
-    must be written already. Each row gets its ``final`` and ``etag``, as :func:`stitch`
-    would give it right after the insert; the search rows to insert after the entities are
-    returned.
+    ``rows`` are insert rows (``id``, ``ref``, ``uid``, ``processed``, ``problems``); their
+    relations must be written already. Each row gets its ``final`` and ``etag``, as
+    :func:`stitch` would give it right after the insert; the search rows to insert after the
+    entities are returned.
     """
     new_search: list[Row] = []
     for part in chunks(rows):
@@ -187,7 +189,7 @@ def finish_new(connection: sa.Connection, rows: list[dict[str, Any]]) -> list[Ro
             )
             final, etag = _final(stored, rels.get(row["ref"], set()))
             row["final"], row["etag"] = dumps(final), etag
-            new_search.extend(search_rows(row["ref"], final))
+            new_search.extend(search_rows(row["ref"], final, row["id"]))
     return new_search
 
 

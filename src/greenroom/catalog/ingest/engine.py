@@ -501,7 +501,8 @@ class IngestionEngine:
         refs = list(refs)
         touched.update(self._drop_relations(conn, refs))
         for part in chunks(refs):
-            conn.execute(search.delete().where(search.c.ref.in_(part)))
+            ids = sa.select(entities.c.id).where(entities.c.ref.in_(part))
+            conn.execute(search.delete().where(search.c.entity_id.in_(ids)))
             conn.execute(entities.delete().where(entities.c.ref.in_(part)))
         touched.difference_update(refs)
 
