@@ -488,9 +488,7 @@ def test_entities_known_before_0013_get_ids_and_new_ones_follow(database_url: st
     unique); the writer then gives new entities the next ids, in the order it writes them; a
     downgrade takes the ids away again."""
     from greenroom.catalog.ingest.engine import _give_ids
-    from greenroom.catalog.tables import entities
-
-    from greenroom.catalog.tables import search
+    from greenroom.catalog.tables import entities, search
 
     engine = db.create_engine(database_url)
     migrate(engine, "0012")
@@ -520,10 +518,13 @@ def test_entities_known_before_0013_get_ids_and_new_ones_follow(database_url: st
             analysed = conn.exec_driver_sql("SELECT DISTINCT tbl FROM sqlite_stat1").scalars()
             assert {"catalog_entities", "catalog_search"} <= set(analysed)
         else:  # analysed by the migration, with entity_id's rows per entity
-            assert conn.exec_driver_sql(
-                "SELECT n_distinct FROM pg_stats WHERE schemaname = current_schema() "
-                "AND tablename = 'catalog_search' AND attname = 'entity_id'"
-            ).scalar_one() == -0.03
+            assert (
+                conn.exec_driver_sql(
+                    "SELECT n_distinct FROM pg_stats WHERE schemaname = current_schema() "
+                    "AND tablename = 'catalog_search' AND attname = 'entity_id'"
+                ).scalar_one()
+                == -0.03
+            )
     ids = {row.ref: row.id for row in stored}
     assert sorted(rows) == sorted((ref, ids[ref]) for ref in ids)
     assert sorted(ids.values()) == [1, 2, 3]

@@ -69,11 +69,12 @@ def stitch(connection: sa.Connection, refs: Iterable[str], *, relations_only: bo
     """Rebuild the final entity of each of ``refs`` that changed; returns how many changed.
 
     With ``relations_only`` the caller knows that only the relations of these entities can
-    have changed (they are peers of entities written elsewhere): see :func:`_restitch`.
+    have changed (they are peers of entities written elsewhere): see :func:`_restitch`, which
+    takes them in the order given.
     """
-    todo = sorted(set(refs))
     if relations_only:
-        return _restitch(connection, todo)
+        return _restitch(connection, list(dict.fromkeys(refs)))
+    todo = sorted(set(refs))
     changed = 0
     for batch in chunks(todo):
         rows = connection.execute(sa.select(*STITCHED_FROM).where(entities.c.ref.in_(batch))).all()

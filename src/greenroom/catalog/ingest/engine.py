@@ -234,9 +234,18 @@ class IngestionEngine:
             self._stitch_pending(summary)
 
     def _stitch_pending(self, summary: PassSummary) -> None:
+        # In the order of the entities' ids, which is the order they were written in: each
+        # group's rows, and their search rows, then sit together on disk (in ref order every
+        # group of 500 touched pages all over both).
+        queued = (
+            sa.select(stitch_queue.c.ref)
+            .outerjoin(entities, entities.c.ref == stitch_queue.c.ref)
+            .order_by(entities.c.id)
+            .limit(5000)
+        )
         while True:
             with self._lock, write_transaction(self.engine, durable=False) as conn:
-                refs = list(conn.execute(sa.select(stitch_queue.c.ref).limit(5000)).scalars())
+                refs = list(conn.execute(queued).scalars())
                 if not refs:
                     return
                 summary.stitched += stitch(conn, refs, relations_only=True)
