@@ -7,7 +7,7 @@ second for the last; without an order, 157 ms for the last page of the whole cat
 cursor holds the position of the last entity of its page (of the first, going back), as
 Backstage's does, and the next page is read from there:
 
-- without an order, in ``ref`` order, from the served-kind index or the primary key;
+- without an order, in ``ref`` order, from the served-kind index or the unique index on ``ref``;
 - ordered by a key, first the entities with a value for it, straight from the
   ``(key, value, ref)`` index in the page's order, each checked against the filters as it is
   read (a filter that keeps few entities makes that scan longer: it is still bounded by the
