@@ -26,6 +26,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from greenroom.migrations.sqlite import copy_table
+
 revision = "0013"
 down_revision = "0012"
 branch_labels = None
@@ -90,27 +92,23 @@ def _entities(name: str, with_id: bool) -> sa.Table:
 
 def _copy_sqlite(with_id: bool) -> None:
     """Copy ``catalog_entities`` into its new shape (SQLite changes no primary key in place),
-    then create its indexes again (dropped with the old table)."""
-    bind = op.get_bind()
-    _entities("catalog_entities_new", with_id).create(bind)
+    each row keeping its rowid as its id, or its id as its rowid."""
     if with_id:
-        op.execute(
+        fill = (
             f"INSERT INTO catalog_entities_new (id, {COLUMNS}) "
             f"SELECT rowid, {COLUMNS} FROM catalog_entities ORDER BY rowid"
         )
     else:
-        op.execute(
+        fill = (
             f"INSERT INTO catalog_entities_new ({COLUMNS}) "
             f"SELECT {COLUMNS} FROM catalog_entities ORDER BY id"
         )
-    op.execute("DROP TABLE catalog_entities")
-    op.execute("ALTER TABLE catalog_entities_new RENAME TO catalog_entities")
-    for index in _entities("catalog_entities", with_id).indexes:
-        index.create(bind)
-    # The copy lost the table's statistics (sqlite_stat1): without them SQLite plans ordered
-    # pages 20-50 times slower, and nothing analyses a catalog that does not change.
-    if bind.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").first():
-        op.execute("ANALYZE catalog_entities")
+    copy_table(
+        "catalog_entities",
+        _entities("catalog_entities_new", with_id),
+        fill,
+        _entities("catalog_entities", with_id).indexes,
+    )
 
 
 def upgrade() -> None:

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from greenroom.catalog.text_index import create_text_indexes, drop_text_indexes
+from greenroom.migrations.sqlite import copy_table
 
 revision = "0014"
 down_revision = "0013"
@@ -70,27 +71,23 @@ def _search(name: str, with_id: bool) -> sa.Table:
 
 
 def _copy_sqlite(with_id: bool) -> None:
-    bind = op.get_bind()
-    _search("catalog_search_new", with_id).create(bind)
     if with_id:
-        op.execute(
+        fill = (
             "INSERT INTO catalog_search_new (ref, key, value, original_value, entity_id) "
             "SELECT s.ref, s.key, s.value, s.original_value, e.id FROM catalog_search s "
             "JOIN catalog_entities e ON e.ref = s.ref"
         )
     else:
-        op.execute(
+        fill = (
             "INSERT INTO catalog_search_new (ref, key, value, original_value) "
             "SELECT ref, key, value, original_value FROM catalog_search"
         )
-    op.execute("DROP TABLE catalog_search")
-    op.execute("ALTER TABLE catalog_search_new RENAME TO catalog_search")
-    for index in _search("catalog_search", with_id).indexes:
-        index.create(bind)
-    # The copy lost the table's statistics (sqlite_stat1): without them SQLite plans ordered
-    # pages 20-50 times slower, and nothing analyses a catalog that does not change.
-    if bind.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").first():
-        op.execute("ANALYZE catalog_search")
+    copy_table(
+        "catalog_search",
+        _search("catalog_search_new", with_id),
+        fill,
+        _search("catalog_search", with_id).indexes,
+    )
 
 
 def upgrade() -> None:
