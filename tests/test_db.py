@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -546,6 +547,31 @@ def test_entities_known_before_0013_get_ids_and_new_ones_follow(database_url: st
         columns = {c["name"] for c in sa.inspect(conn).get_columns("catalog_entities")}
         refs = conn.exec_driver_sql("SELECT ref FROM catalog_entities ORDER BY ref").scalars()
         assert "id" not in columns and list(refs) == [f"component:default/{n}" for n in "abc"]
+    engine.dispose()
+
+
+def test_sqlite_commits_leave_their_pages_in_the_log_until_it_is_large(database_url: str) -> None:
+    """A commit larger than SQLite's default threshold (1,000 pages, 4 MiB) is not copied back
+    into the database file at once: batches of a load share one copy (``WAL_AUTOCHECKPOINT_PAGES``).
+    Every connection of the pool has the setting, since any writer's commit may copy."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's write-ahead log")
+    engine = db.create_engine(database_url)
+    db.upgrade(engine)
+    path = Path(database_url.removeprefix("sqlite:///"))
+    before = path.stat().st_size
+    with db.write_transaction(engine) as conn:
+        conn.exec_driver_sql("CREATE TABLE scratch (b BLOB)")
+        conn.exec_driver_sql(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
+            "INSERT INTO scratch SELECT randomblob(4000) FROM n"
+        )
+    log = path.with_name(path.name + "-wal").stat().st_size
+    assert log > 12_000_000  # 3,000 pages of 4 KiB: in the log
+    assert path.stat().st_size - before < 1_000_000  # and not yet in the file
+    with engine.connect() as conn:
+        pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+    assert pages == db.WAL_AUTOCHECKPOINT_PAGES >= 16_384
     engine.dispose()
 
 
