@@ -8,7 +8,7 @@ Backstage's error shape by the app (see :mod:`greenroom.errors`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlencode
@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from greenroom.catalog import cursors, pages, queries
+from greenroom.catalog import cursors, pages, predicates, queries
 from greenroom.catalog.answers import GenerationCache
 from greenroom.catalog.model.refs import RefError, format_ref, parse_ref
 from greenroom.catalog.tables import entities
@@ -93,6 +93,42 @@ class ByRefsInput(BaseModel):
     fields: list[str] | None = None
 
 
+class OrderByInput(BaseModel):
+    """An item of ``orderBy`` in ``POST /entities/by-query``."""
+
+    field: str
+    order: str
+
+
+class FullTextInput(BaseModel):
+    """``fullTextFilter`` of ``POST /entities/by-query``."""
+
+    term: str | None = None
+    fields: list[str] | None = None
+
+
+class QueryInput(BaseModel):
+    """``POST /entities/by-query`` body: ``GET``'s parameters, with a predicate ``query`` in
+    place of ``filter`` (see :mod:`greenroom.catalog.predicates`). With a ``cursor`` only
+    ``fields`` and ``limit`` are read, as in Backstage."""
+
+    cursor: str | None = None
+    limit: int | None = Field(None, ge=0, le=cursors.MAX_ROWS)
+    offset: int | None = Field(None, ge=0, le=cursors.MAX_ROWS)
+    orderBy: list[OrderByInput] | None = None
+    fullTextFilter: FullTextInput | None = None
+    fields: list[str] | None = None
+    totalItems: str = "include"
+    query: Any = None
+
+
+class FacetsInput(BaseModel):
+    """``POST /entity-facets`` body."""
+
+    facets: list[str] = Field(default_factory=list)
+    query: Any = None
+
+
 class AnalyzeInput(BaseModel):
     """``POST /analyze-location`` body."""
 
@@ -114,6 +150,7 @@ def _initial_query(
     term_fields: list[str],
     offset: int | None,
     total_items: str,
+    query: dict[str, Any] | None = None,
 ) -> cursors.QueryCursor:
     """The state of a by-query request without a cursor, with Backstage's defaults."""
     if total_items not in ("include", "exclude"):
@@ -131,12 +168,27 @@ def _initial_query(
         fields = [order[0][0] if order else "metadata.uid"]
     return cursors.QueryCursor(
         filter=filters,
+        query=query,
         order=order,
         term=term,
         termFields=fields,
         offset=offset or 0,
         totalItems="include" if total_items == "include" else "exclude",
     )
+
+
+def _where(state: cursors.QueryCursor) -> predicates.Node | None:
+    """The conditions of a query: its ``filter`` parameters and its predicate, both holding
+    (Backstage applies both when a cursor carries both)."""
+    parts = [
+        node
+        for node in (
+            queries.parse_filters(state.filter),
+            None if state.query is None else predicates.parse(state.query),
+        )
+        if node is not None
+    ]
+    return parts[0] if len(parts) == 1 else predicates.All(tuple(parts)) if parts else None
 
 
 def _position(state: cursors.QueryCursor) -> pages.Position | None:
@@ -290,8 +342,42 @@ def router(context: AppContext) -> APIRouter:
             state = _initial_query(
                 filter, orderField, fullTextFilterTerm, fullTextFilterFields, offset, totalItems
             )
+        return answer_query(state, limit, queries.parse_fields(fields))
+
+    @api.post("/entities/by-query", summary="Query entities with a filter predicate")
+    def query_entities_by_predicate(body: QueryInput | None = None) -> Response:
+        body = body or QueryInput()
+        if body.cursor is not None:
+            state = cursors.decode(body.cursor, cursors.QueryCursor, "Malformed cursor")
+        else:
+            if body.query is not None and not isinstance(body.query, dict):
+                raise InvalidInput("Query must be an object")
+            if body.query is not None:
+                predicates.parse(body.query)  # a malformed predicate is a 400 before any read
+            order = [(item.field, item.order) for item in (body.orderBy or [])[:1]]
+            if any(direction not in ("asc", "desc") for _, direction in order):
+                raise InvalidInput("Invalid order field order, must be asc or desc")
+            text = body.fullTextFilter
+            term = None if text is None else (text.term or "")
+            state = _initial_query(
+                [],
+                [],
+                term,
+                [] if text is None else (text.fields or []),
+                body.offset,
+                body.totalItems,
+                body.query,
+            )
+            state.order = [(field, direction == "desc") for field, direction in order]
+            if term and not (text and text.fields) and order:
+                state.termFields = [order[0][0]]  # Backstage: the sort field's, else the uid's
+        return answer_query(state, body.limit, queries.parse_fields(body.fields or []))
+
+    def answer_query(state: cursors.QueryCursor, limit: int | None, fields: list[str]) -> Response:
+        """A page of a by-query (``GET`` or ``POST``) from its state: the first request's or a
+        cursor's."""
         page = 200 if limit is None else limit
-        sets = queries.parse_filters(state.filter)
+        sets = _where(state)
         order = state.order[0] if state.order else None
         position = _position(state)
         count = state.total is None and state.totalItems == "include"
@@ -341,7 +427,7 @@ def router(context: AppContext) -> APIRouter:
                     update={"position": _cursor_position(rows[0], order), "backwards": True}
                 )
             )
-        items = queries.load_final(rows, queries.parse_fields(fields))
+        items = queries.load_final(rows, fields)
         return RawJSON(
             b'{"items":'
             + items
@@ -433,20 +519,36 @@ def router(context: AppContext) -> APIRouter:
     ) -> Response:
         if not facet:
             raise InvalidInput("Missing facet parameter")
-        # An answer counted since the last write is sent from the event loop; counting (linear
-        # in the catalog) gets a thread.
-        key = (tuple(facet), tuple(filter))
+        return await facets_answer(facet, (tuple(facet), tuple(filter)), filter, None)
+
+    @api.post("/entity-facets", summary="Counts of the values of entity fields, by predicate")
+    async def entity_facets_by_predicate(body: FacetsInput) -> Response:
+        facets = [name for name in body.facets if name]
+        if not facets:
+            raise InvalidInput("Missing or empty facets parameter")
+        if body.query is not None:
+            predicates.parse(body.query)  # a malformed predicate is a 400, even when cached
+        query = orjson.dumps(body.query, option=orjson.OPT_SORT_KEYS).decode()
+        return await facets_answer(facets, (tuple(facets), ("query", query)), [], body.query)
+
+    async def facets_answer(
+        facet: list[str], key: Hashable, filter: list[str], query: Any
+    ) -> Response:
+        """Facet counts, by ``filter`` parameters or a predicate ``query``: an answer counted
+        since the last write is sent from the event loop; counting (linear in the catalog)
+        gets a thread."""
         cached = await inline(idle_connection(engine.pool), cached_facets, key)
         if cached is not None:
             return RawJSON(cached)
-        return await inline(False, count_facets, facet, filter)
+        return await inline(False, count_facets, facet, key, filter, query)
 
-    def cached_facets(key: tuple[tuple[str, ...], tuple[str, ...]]) -> bytes | None:
+    def cached_facets(key: Hashable) -> bytes | None:
         with reads.connect() as conn:
             return facet_cache.peek(read_generation(conn), key)
 
-    def count_facets(facet: list[str], filter: list[str]) -> Response:
-        where = queries.filter_clause(queries.parse_filters(filter))
+    def count_facets(facet: list[str], key: Hashable, filter: list[str], query: Any) -> Response:
+        state = cursors.QueryCursor(filter=filter, query=query)
+        where = queries.filter_clause(_where(state))
         with reads.connect() as conn:
             generation = read_generation(conn)
 
@@ -457,7 +559,7 @@ def router(context: AppContext) -> APIRouter:
 
         # Counting is linear in the catalog; the answer changes only with a write, and was
         # counted after the generation was read, so it reflects at least that one.
-        return RawJSON(facet_cache.get_or_compute(generation, (tuple(facet), tuple(filter)), count))
+        return RawJSON(facet_cache.get_or_compute(generation, key, count))
 
     @api.post("/refresh", summary="Refresh an entity now")
     def refresh(body: RefreshInput) -> Response:

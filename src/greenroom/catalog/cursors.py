@@ -29,7 +29,8 @@ class AfterCursor(BaseModel):
 
 
 class QueryCursor(BaseModel):
-    """``cursor`` of ``GET /entities/by-query``: the whole query and where the page starts.
+    """``cursor`` of ``/entities/by-query`` (either method): the whole query and where the page
+    starts.
 
     ``position`` is the sort position of the entity the page follows (``[value, ref]`` with an
     order, ``value`` null for an entity without one; ``[ref]`` without), or, with
@@ -40,6 +41,8 @@ class QueryCursor(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     filter: list[str] = Field(default_factory=list)
+    # The predicate of ``POST /entities/by-query``, parsed again from the cursor each time.
+    query: dict[str, Any] | None = None
     order: list[tuple[str, bool]] = Field(default_factory=list, max_length=1)
     term: str | None = None
     termFields: list[str] = Field(default_factory=list)

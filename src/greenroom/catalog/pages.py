@@ -25,15 +25,14 @@ request) is still honoured, by skipping rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
+from greenroom.catalog.predicates import Node
 from greenroom.catalog.queries import (
     SERVED,
-    FilterSet,
     filter_clause,
     filter_conditions,
     order_value,
@@ -67,7 +66,7 @@ class Row:
 
 def read(
     conn: sa.Connection,
-    sets: Sequence[FilterSet],
+    where: Node | None,
     order: Order | None,
     matches: sa.Subquery | None,
     *,
@@ -82,12 +81,12 @@ def read(
     page's query could count them (a window over the matches of a term that found any)."""
     if matches is None:
         page = read_page(
-            conn, sets, order, position=position, backwards=backwards, offset=offset, limit=limit
+            conn, where, order, position=position, backwards=backwards, offset=offset, limit=limit
         )
         return page, None
     query = text_page(
         matches,
-        sets,
+        where,
         order,
         position=position,
         backwards=backwards,
@@ -104,7 +103,7 @@ def read(
 
 def read_page(
     conn: sa.Connection,
-    sets: Sequence[FilterSet],
+    where: Node | None,
     order: Order | None,
     *,
     position: Position | None = None,
@@ -116,11 +115,11 @@ def read_page(
     order of the page; ``offset`` entities are skipped first (forward only)."""
     phases: list[sa.Select[Any] | None]
     if order is None:
-        phases = [_by_ref(sets, position.ref if position else None, backwards)]
+        phases = [_by_ref(where, position.ref if position else None, backwards)]
     else:
         phases = [
-            _with_value(sets, order, position, backwards),
-            _without_value(sets, order, position, backwards),
+            _with_value(where, order, position, backwards),
+            _without_value(where, order, position, backwards),
         ]
         if backwards:
             phases.reverse()
@@ -142,17 +141,17 @@ def read_page(
     return rows
 
 
-def _by_ref(sets: Sequence[FilterSet], after: str | None, down: bool) -> sa.Select[Any]:
+def _by_ref(where: Node | None, after: str | None, down: bool) -> sa.Select[Any]:
     """Filtered entities in ``ref`` order (descending with ``down``), from beyond ``after``."""
     ref = entities.c.ref
-    query = sa.select(ref, sa.null().label("value"), entities.c.final).where(filter_clause(sets))
+    query = sa.select(ref, sa.null().label("value"), entities.c.final).where(filter_clause(where))
     if after is not None:
         query = query.where(ref < after if down else ref > after)
     return query.order_by(ref.desc() if down else ref.asc())
 
 
 def _with_value(
-    sets: Sequence[FilterSet], order: Order, position: Position | None, backwards: bool
+    where: Node | None, order: Order, position: Position | None, backwards: bool
 ) -> sa.Select[Any] | None:
     """Entities with a value for the order's key, read in order from ``(key, value, ref)``.
 
@@ -174,7 +173,7 @@ def _with_value(
     # ordered scan to read the whole key for a page and sorted every filtered entity instead
     # (590 ms against 10 for production components by name, 50,000 entities).
     conditions: list[Any] = [rows.c.key == key, rows.c.value.is_not(None), rows.c.value <= smallest]
-    filters = filter_conditions(sets, rows.c.ref, from_ref=True, correlated=rows.c.entity_id)
+    filters = filter_conditions(where, rows.c.ref, from_ref=True, correlated=rows.c.entity_id)
     if filters is not None:
         conditions.append(filters)
     if position is not None:
@@ -197,7 +196,7 @@ def _with_value(
 
 
 def _without_value(
-    sets: Sequence[FilterSet], order: Order, position: Position | None, backwards: bool
+    where: Node | None, order: Order, position: Position | None, backwards: bool
 ) -> sa.Select[Any] | None:
     """Entities without a value for the order's key (they come last), in ``ref`` order.
 
@@ -213,12 +212,12 @@ def _without_value(
         search.c.entity_id == entities.c.id, search.c.key == key, search.c.value.is_not(None)
     )
     after = position.ref if position is not None and position.value is None else None
-    return _by_ref(sets, after, down).where(~has_value)
+    return _by_ref(where, after, down).where(~has_value)
 
 
 def text_page(
     matches: sa.Subquery,
-    sets: Sequence[FilterSet],
+    where: Node | None,
     order: Order | None,
     *,
     position: Position | None = None,
@@ -248,7 +247,7 @@ def text_page(
     inner = sa.select(*columns).select_from(matches)
     if known is not None:
         inner = inner.join(known, known.c.ref == ref)
-    conditions = filter_conditions(sets, ref, from_ref=True)
+    conditions = filter_conditions(where, ref, from_ref=True)
     if conditions is not None:
         inner = inner.where(conditions)
     if position is not None:

@@ -26,6 +26,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from greenroom.catalog import predicates
+from greenroom.catalog.predicates import Match, Node
 from greenroom.catalog.stitch import chunks
 from greenroom.catalog.tables import REF, entities, search
 from greenroom.catalog.text_index import TEXT_KEYS
@@ -45,8 +47,9 @@ class FilterSet:
     keys: dict[str, list[str] | None] = field(default_factory=dict)
 
 
-def parse_filters(params: Sequence[str]) -> list[FilterSet]:
-    """Parse repeated ``filter`` parameters; a malformed one is a 400."""
+def parse_filters(params: Sequence[str]) -> Node | None:
+    """Parse repeated ``filter`` parameters into a predicate tree (``None``: no filter); a
+    malformed one is a 400."""
     sets: list[FilterSet] = []
     for param in params:
         fset = FilterSet()
@@ -71,7 +74,7 @@ def parse_filters(params: Sequence[str]) -> list[FilterSet]:
             values.append(value.strip().lower())
         if fset.keys:
             sets.append(fset)
-    return sets
+    return predicates.from_filters([fset.keys for fset in sets])
 
 
 class ref_name(FunctionElement[str]):
@@ -94,14 +97,15 @@ def _ref_name_postgresql(element: ref_name, compiler: SQLCompiler, **kw: Any) ->
 
 
 def filter_conditions(
-    sets: Sequence[FilterSet],
+    where: Node | None,
     ref: sa.ColumnElement[str],
     *,
     from_ref: bool = False,
     kind: sa.ColumnElement[str] | None = None,
     correlated: sa.ColumnElement[int] | None = None,
 ) -> sa.ColumnElement[bool] | None:
-    """Parsed filters as conditions on the entity refs in ``ref``; ``None`` when there are none.
+    """A predicate tree (filters, or a ``query``) as conditions on the entity refs in ``ref``;
+    ``None`` when there is none.
 
     With ``from_ref``, conditions on ``kind`` are read from the ref (see the module's docs):
     the best plan when another condition (a full-text term) picks few entities, each then
@@ -115,40 +119,54 @@ def filter_conditions(
     ``ref IN`` every matching entity: for a scan that stops after a page, not one that reads
     every entity anyway.
     """
-    if not sets:
+    if where is None:
         return None
-    alternatives = []
-    for fset in sets:
-        conditions = []
-        for key, values in fset.keys.items():
-            if from_ref and key == "kind" and values is not None:
-                conditions.append(
-                    sa.or_(*(sa.func.substr(ref, 1, len(v) + 1) == f"{v}:" for v in values))
-                )
-                continue
-            if kind is not None and key == "kind":
-                conditions.append(
-                    kind.is_not(None) if values is None else sa.func.lower(kind).in_(values)
-                )
-                continue
-            if correlated is not None:
-                own = search.alias("f")
-                found = sa.exists().where(own.c.entity_id == correlated, own.c.key == key)
-                if values is not None:
-                    found = found.where(own.c.value.in_(values))
-                conditions.append(found)
-                continue
-            sub = sa.select(search.c.ref).where(search.c.key == key)
-            if values is not None:
-                sub = sub.where(search.c.value.in_(values))
-            conditions.append(ref.in_(sub))
-        alternatives.append(sa.and_(*conditions))
-    return sa.or_(*alternatives)
+    return _condition(where, _Target(ref, from_ref, kind, correlated))
 
 
-def filter_clause(sets: Sequence[FilterSet]) -> sa.ColumnElement[bool]:
+@dataclass(frozen=True)
+class _Target:
+    """What :func:`filter_conditions` puts its conditions on."""
+
+    ref: sa.ColumnElement[str]
+    from_ref: bool
+    kind: sa.ColumnElement[str] | None
+    correlated: sa.ColumnElement[int] | None
+
+
+def _condition(node: Node, on: _Target) -> sa.ColumnElement[bool]:
+    if isinstance(node, predicates.All):
+        return sa.and_(sa.true(), *(_condition(part, on) for part in node.parts))
+    if isinstance(node, predicates.AnyOf):
+        return sa.or_(sa.false(), *(_condition(part, on) for part in node.parts))
+    if isinstance(node, predicates.Not):
+        return sa.not_(_condition(node.part, on))
+    return _match(node, on)
+
+
+def _match(node: Match, on: _Target) -> sa.ColumnElement[bool]:
+    key, values = node.key, node.values
+    if key == "kind" and node.prefix is None:
+        if on.from_ref and values is not None:
+            return sa.or_(
+                sa.false(), *(sa.func.substr(on.ref, 1, len(v) + 1) == f"{v}:" for v in values)
+            )
+        if on.kind is not None:
+            return on.kind.is_not(None) if values is None else sa.func.lower(on.kind).in_(values)
+    rows = search.alias("f") if on.correlated is not None else search
+    conditions = [rows.c.key == key]
+    if node.prefix is not None:
+        conditions.append(rows.c.value.like(like_escaped(node.prefix) + "%", escape="\\"))
+    elif values is not None:
+        conditions.append(rows.c.value.in_(values))
+    if on.correlated is not None:
+        return sa.exists().where(rows.c.entity_id == on.correlated, *conditions)
+    return on.ref.in_(sa.select(search.c.ref).where(*conditions))
+
+
+def filter_clause(where: Node | None) -> sa.ColumnElement[bool]:
     """The WHERE clause on ``catalog_entities`` for parsed filters (served entities only)."""
-    conditions = filter_conditions(sets, entities.c.ref, kind=entities.c.kind)
+    conditions = filter_conditions(where, entities.c.ref, kind=entities.c.kind)
     return SERVED if conditions is None else sa.and_(SERVED, conditions)
 
 
@@ -164,8 +182,12 @@ def searched_keys(fields: Sequence[str]) -> list[str]:
 
 def like_pattern(term: str) -> str:
     """``%term%`` for ``LIKE ... ESCAPE '\\'``, lower-cased, with ``%``, ``_``, ``\\`` literal."""
-    escaped = searched_text(term).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    return f"%{like_escaped(searched_text(term))}%"
+
+
+def like_escaped(text: str) -> str:
+    """``text`` with ``%``, ``_`` and ``\\`` taken literally by ``LIKE ... ESCAPE '\\'``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def count_matching(where: sa.ColumnElement[bool]) -> sa.Select[int]:

@@ -1,0 +1,244 @@
+"""Filter predicates: the ``query`` of ``POST /entities/by-query`` and ``POST /entity-facets``.
+
+Backstage's catalog (4.0) takes a JSON predicate besides the ``filter`` parameters::
+
+    {"$all": [{"kind": "component"},
+              {"$not": {"spec.lifecycle": {"$in": ["deprecated", "experimental"]}}},
+              {"metadata.tags": {"$hasPrefix": "java"}},
+              {"relations": {"$contains": {"type": "ownedBy", "targetRef": "group:default/a"}}}]}
+
+An object of fields means all of them hold; ``$all``, ``$any`` and ``$not`` combine predicates;
+a field's value is a string, number or boolean (equal, case-insensitively, to one of the field's
+values), or ``{"$exists": bool}``, ``{"$in": [...]}``, ``{"$hasPrefix": "..."}``, or
+``{"$contains": value}`` (on ``relations``: ``{"type": ..., "targetRef": ... or {"$in": [...]}}``).
+The rules are those of ``@backstage/filter-predicates`` (its schema) and of the catalog's
+``applyPredicateEntityFilterToQuery`` (what each form matches, and its errors).
+
+A predicate is parsed into a small tree (:data:`Node`) that :func:`greenroom.catalog.queries
+.filter_conditions` turns into SQL. The ``filter`` parameters become the same tree (an
+``$any`` of ``$all``\\ s, as Backstage converts them too), so both are answered by one piece of
+code, with the same indexes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from greenroom.exceptions import InvalidInput
+
+#: Bounds of one predicate, so that a request cannot ask for a statement of unbounded size or
+#: nest deeper than the parser recurses (Backstage sets none; its body limit is 100 kB).
+MAX_DEPTH = 32
+MAX_CONDITIONS = 1000
+
+
+@dataclass(frozen=True)
+class Match:
+    """A search key with a value among ``values`` (lower-cased), or, when ``values`` is
+    ``None``, any row of the key (``prefix``: a value starting with it)."""
+
+    key: str
+    values: tuple[str, ...] | None = None
+    prefix: str | None = None
+
+
+@dataclass(frozen=True)
+class All:
+    """Every part holds (none: always true)."""
+
+    parts: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """At least one part holds (none: never true)."""
+
+    parts: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    """The part does not hold."""
+
+    part: Node
+
+
+Node = Match | All | AnyOf | Not
+
+_COMBINATORS = ("$all", "$any", "$not")
+# In the order the schema tries them: an object with two of them is read as the first valid.
+_OPERATORS = ("$exists", "$in", "$contains", "$hasPrefix")
+
+
+def from_filters(sets: Sequence[dict[str, list[str] | None]]) -> Node | None:
+    """The tree of ``filter`` parameters: each is ``{key: values or None}`` (all must hold);
+    several are alternatives. ``None`` when there is no filter."""
+    if not sets:
+        return None
+    return AnyOf(
+        tuple(
+            All(
+                tuple(
+                    Match(key, None if values is None else tuple(values))
+                    for key, values in s.items()
+                )
+            )
+            for s in sets
+        )
+    )
+
+
+def parse(data: Any) -> Node:
+    """The tree of a ``query`` from a request body; anything malformed is a 400 that names
+    where (``query.$all[1].spec.type``)."""
+    if not isinstance(data, dict):
+        raise InvalidInput(f"Invalid query: query must be an object, got {_show(data)}")
+    parser = _Parser()
+    return parser.predicate(data, "query", 0)
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.conditions = 0
+
+    def predicate(self, data: Any, where: str, depth: int) -> Node:
+        if depth > MAX_DEPTH:
+            raise InvalidInput(f"Invalid query: {where}: nested more than {MAX_DEPTH} levels deep")
+        if not isinstance(data, dict):
+            raise InvalidInput(f"Invalid query: {where}: expected an object, got {_show(data)}")
+        combinator = [key for key in data if key in _COMBINATORS]
+        if combinator:
+            if len(data) != 1:
+                others = ", ".join(sorted(repr(k) for k in data if k != combinator[0]))
+                raise InvalidInput(
+                    f"Invalid query: {where}: {combinator[0]} cannot stand beside {others}"
+                )
+            op = combinator[0]
+            inner = data[op]
+            if op == "$not":
+                return Not(self.predicate(inner, f"{where}.$not", depth + 1))
+            if not isinstance(inner, list):
+                raise InvalidInput(f"Invalid query: {where}.{op}: expected an array")
+            parts = tuple(
+                self.predicate(item, f"{where}.{op}[{i}]", depth + 1)
+                for i, item in enumerate(inner)
+            )
+            return All(parts) if op == "$all" else AnyOf(parts)
+        fields: list[Node] = []
+        for key, value in data.items():
+            if key.startswith("$"):
+                raise InvalidInput(f"Invalid query: {where}: unknown operator {key!r}")
+            if key[:1] in ("\n", "\r") or "\n" in key or "\r" in key:
+                raise InvalidInput(f"Invalid query: {where}: a field cannot hold a line break")
+            fields.append(self.field(key.lower(), value, f"{where}.{key}"))
+        return fields[0] if len(fields) == 1 else All(tuple(fields))
+
+    def field(self, key: str, value: Any, where: str) -> Node:
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            raise InvalidInput(f"Invalid query: more than {MAX_CONDITIONS} field conditions")
+        if _is_primitive(value):
+            return Match(key, (_text(value, where),))
+        if isinstance(value, dict):
+            for op in _OPERATORS:
+                if op not in value:
+                    continue
+                operand = value[op]
+                if op == "$exists" and isinstance(operand, bool):
+                    return Match(key) if operand else Not(Match(key))
+                if op == "$in" and isinstance(operand, list) and all(map(_is_primitive, operand)):
+                    return Match(key, tuple(_text(v, f"{where}.$in") for v in operand))
+                if op == "$hasPrefix" and isinstance(operand, str):
+                    return Match(key, prefix=operand.lower())
+                if op == "$contains":
+                    return self.contains(key, operand, f"{where}.$contains")
+        raise InvalidInput(
+            f'Invalid filter predicate value for field "{key}": expected a primitive value, '
+            f"$exists, $in, $hasPrefix, or $contains operator, but got {_show(value)}"
+        )
+
+    def contains(self, key: str, target: Any, where: str) -> Node:
+        if _is_primitive(target):
+            return Match(key, (_text(target, where),))
+        if not isinstance(target, dict):
+            raise InvalidInput(f'Unsupported $contains target for field "{key}": {_show(target)}')
+        if key != "relations":
+            raise InvalidInput(f'Object form of $contains is not supported for field "{key}"')
+        type_: str | None = None
+        targets: tuple[str, ...] | None = None
+        seen: set[str] = set()
+        for raw_key, value in target.items():
+            name = raw_key.lower()
+            if name in seen:
+                raise InvalidInput(f'Duplicate key "{raw_key}" in $contains for "relations"')
+            seen.add(name)
+            if name == "type":
+                if not isinstance(value, str):
+                    break  # reported below, as a missing type
+                type_ = value
+            elif name == "targetref":
+                targets = _target_refs(value)
+            else:
+                raise InvalidInput(
+                    f'Unsupported key "{raw_key}" in $contains for "relations". '
+                    'Only "type" and "targetRef" are supported'
+                )
+        if not type_:
+            raise InvalidInput(
+                'The $contains operator for "relations" requires a "type" string property'
+            )
+        return Match(f"relations.{type_.lower()}", targets)
+
+
+def _target_refs(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value.lower(),)
+    if (
+        isinstance(value, dict)
+        and list(value) == ["$in"]
+        and isinstance(value["$in"], list)
+        and all(isinstance(v, str) for v in value["$in"])
+    ):
+        if not value["$in"]:
+            raise InvalidInput('Empty "$in" array for $contains on "relations" is not allowed')
+        return tuple(v.lower() for v in value["$in"])
+    raise InvalidInput(
+        'Unsupported value in $contains for "relations": expected a string or '
+        f'{{ "$in": [strings] }}, but got {_show(value)}'
+    )
+
+
+def _is_primitive(value: Any) -> bool:
+    return isinstance(value, str | int | float)  # bool is an int
+
+
+def _text(value: str | int | float, where: str) -> str:
+    """A primitive as JavaScript's ``String(value).toLowerCase()`` writes it, which is what
+    Backstage compares with the lower-cased search values (``1.0`` is ``"1"``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"Invalid query: {where}: {value} is not a JSON number")
+        if value.is_integer() and abs(value) < 1e21:
+            return str(int(value))
+        mantissa, _, exponent = repr(value).partition("e")
+        if not exponent:
+            return mantissa
+        sign = "-" if exponent.startswith("-") else "+"
+        return f"{mantissa}e{sign}{int(exponent.lstrip('+-'))}"
+    return value.lower()
+
+
+def _show(value: Any) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
