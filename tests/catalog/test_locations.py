@@ -189,3 +189,94 @@ def test_unknown_keys_in_a_location_are_refused(make_catalog: Any) -> None:
     )
     assert response.status_code == 400
     assert response.json()["error"]["name"] == "InputError"
+
+
+MOVED = {
+    "old/catalog-info.yaml": REMOTE["catalog-info.yaml"],
+    "new/catalog-info.yaml": """
+        apiVersion: backstage.io/v1alpha1
+        kind: Component
+        metadata: {name: moved-service}
+        spec: {type: service, lifecycle: production, owner: platform}
+        """,
+}
+
+
+def test_put_points_a_location_at_another_target(make_catalog: Any, tmp_path: Path) -> None:
+    """What the old target produced is treated as a root that is gone (deleted here, under
+    ``orphanStrategy: delete``); the new one is read at once."""
+    folder = tmp_path / "served"
+    write_files(folder, MOVED)
+    with serve_folder(folder) as server:
+        url = base_url(server)
+        catalog = make_catalog(config={**allowing(url), "catalog": {"orphanStrategy": "delete"}})
+        add = {"type": "url", "target": f"{url}/old/catalog-info.yaml"}
+        location = catalog.client.post("/api/catalog/locations", json=add).json()["location"]
+        other = {"type": "url", "target": f"{url}/new/other.yaml"}
+        catalog.client.post("/api/catalog/locations", json=other)
+        assert catalog.status("component", "remote-service") == 200
+        path = f"/api/catalog/locations/{location['id']}"
+        moved = {"type": "url", "target": f"{url}/new/catalog-info.yaml"}
+        response = catalog.client.put(path, json=moved)
+        assert response.status_code == 200, response.text
+        assert response.json()["target"] == moved["target"]
+        assert response.json()["id"] == location["id"]
+        assert catalog.get(f"/locations/{location['id']}")["target"] == moved["target"]
+        assert catalog.status("component", "moved-service") == 200
+        assert catalog.status("component", "remote-service") == 404
+        # Another location's target: a conflict; an unknown id: 404; a type not allowed: 400.
+        assert catalog.client.put(path, json=other).status_code == 409
+        assert catalog.client.put("/api/catalog/locations/nope", json=moved).status_code == 404
+        refused = catalog.client.put(path, json={"type": "file", "target": "/tmp/x.yaml"})
+        assert refused.status_code == 400
+        assert catalog.get(f"/locations/{location['id']}")["target"] == moved["target"]
+
+
+def test_query_locations_by_predicate_in_pages(make_catalog: Any, remote: tuple[str, Path]) -> None:
+    url, _ = remote
+    catalog = make_catalog(config=allowing(url))
+    targets = [f"{url}/a/x.yaml", f"{url}/B/x.yaml", f"{url}/c/x.yaml"]
+    for target in targets:
+        catalog.client.post("/api/catalog/locations", json={"type": "url", "target": target})
+
+    def query(body: dict[str, Any]) -> Any:
+        response = catalog.client.post("/api/catalog/locations/by-query", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    everything = query({})
+    assert sorted(i["target"] for i in everything["items"]) == sorted(targets)
+    assert everything["totalItems"] == 3 and everything["pageInfo"] == {}
+    ids = [i["id"] for i in everything["items"]]
+    assert ids == sorted(ids)  # in id order, as Backstage pages them
+    # Case-insensitive values and prefixes; $in on other fields too; $contains and an empty
+    # $all match nothing there, as in Backstage.
+    upper = {"target": {"$hasPrefix": f"{url}/b".upper()}}
+    assert [i["target"] for i in query({"query": upper})["items"]] == [targets[1]]
+    not_a = {"$all": [{"$not": {"target": {"$in": [targets[0].upper()]}}}, {"type": "URL"}]}
+    assert query({"query": not_a})["totalItems"] == 2
+    assert query({"query": {"target": {"$contains": "x"}}})["totalItems"] == 0
+    assert query({"query": {"$all": []}})["totalItems"] == 0
+    ref = everything["items"][0]["entityRef"]
+    assert query({"query": {"entityRef": ref}})["items"] == [everything["items"][0]]
+    seen = []
+    page = query({"limit": 1, "query": {"type": "url"}})
+    while True:
+        assert page["totalItems"] == 3 and len(page["items"]) == 1
+        seen += page["items"]
+        cursor = page["pageInfo"].get("nextCursor")
+        if not cursor:
+            break
+        page = query({"cursor": cursor})
+    assert seen == everything["items"]
+    for body, message in (
+        ({"query": {"kind": "x"}}, "expected key to be 'id', 'type', 'target', or 'entityRef'"),
+        ({"query": {"type": {"$bar": 1}}}, "unknown matcher object"),
+        ({"query": {"$foo": 1}}, "unknown logic operator '$foo'"),
+        ({"query": "x"}, "Query must be an object"),
+        ({"limit": 0}, "Limit must be a positive integer >= 1"),
+        ({"cursor": "!"}, "Malformed cursor"),
+    ):
+        response = catalog.client.post("/api/catalog/locations/by-query", json=body)
+        assert response.status_code == 400, body
+        assert message in response.json()["error"]["message"]

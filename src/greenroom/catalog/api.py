@@ -79,6 +79,15 @@ class LocationInput(BaseModel):
     presence: str | None = None
 
 
+class LocationQueryInput(BaseModel):
+    """``POST /locations/by-query`` body (see :func:`greenroom.catalog.predicates
+    .location_test`); with a ``cursor``, the rest is not read, as in Backstage."""
+
+    cursor: str | None = None
+    limit: Any = None
+    query: Any = None
+
+
 class RefreshInput(BaseModel):
     """``POST /refresh`` body."""
 
@@ -601,6 +610,33 @@ def router(context: AppContext) -> APIRouter:
         return service(context).add_location(
             body.type, body.target, dry_run=dryRun, refresh_existing=onConflict == "refresh"
         )
+
+    @api.post("/locations/by-query", summary="Registered locations matching a predicate")
+    def query_locations(body: LocationQueryInput | None = None) -> dict[str, Any]:
+        body = body or LocationQueryInput()
+        if body.cursor is not None:
+            state = cursors.decode(body.cursor, cursors.LocationCursor, "Malformed cursor")
+        else:
+            limit = 1000 if body.limit is None else body.limit
+            if isinstance(limit, float) and limit.is_integer():
+                limit = int(limit)  # JSON's 5.0 is the integer 5, as in JavaScript
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+                raise InvalidInput("Limit must be a positive integer >= 1")
+            limit = min(limit, cursors.MAX_ROWS)
+            if body.query is not None and not isinstance(body.query, dict):
+                raise InvalidInput("Query must be an object")
+            state = cursors.LocationCursor(limit=limit, query=body.query)
+        items, total = service(context).query_locations(state.query, state.limit + 1, state.afterId)
+        page_info: dict[str, str] = {}
+        if len(items) > state.limit:
+            items = items[: state.limit]
+            following = state.model_copy(update={"afterId": items[-1]["id"]})
+            page_info["nextCursor"] = cursors.encode(following)
+        return {"items": items, "totalItems": total, "pageInfo": page_info}
+
+    @api.put("/locations/{id}", summary="Point a registered location at another target")
+    def update_location(id: str, body: LocationInput) -> dict[str, Any]:
+        return service(context).update_location(id, body.type, body.target)
 
     @api.get("/locations/by-entity/{kind}/{namespace}/{name}", summary="Location of an entity")
     def location_by_entity(kind: str, namespace: str, name: str) -> dict[str, Any]:

@@ -56,6 +56,17 @@ class QueryCursor(BaseModel):
     total: int | None = Field(None, ge=0)
 
 
+class LocationCursor(BaseModel):
+    """``cursor`` of ``POST /locations/by-query``: its predicate, its page size, and the id
+    of the last location of the page (locations come in id order)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(ge=1, le=MAX_ROWS)
+    afterId: str | None = Field(None, max_length=MAX_TEXT)
+    query: dict[str, Any] | None = None
+
+
 def encode(cursor: BaseModel) -> str:
     """The opaque text of a cursor."""
     raw = json.dumps(cursor.model_dump(exclude_none=True), separators=(",", ":"))

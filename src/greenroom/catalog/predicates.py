@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from greenroom.exceptions import InvalidInput
 
@@ -69,6 +69,7 @@ class Not:
 
 Node = Match | All | AnyOf | Not
 
+T = TypeVar("T")
 _COMBINATORS = ("$all", "$any", "$not")
 # In the order the schema tries them: an object with two of them is read as the first valid.
 _OPERATORS = ("$exists", "$in", "$contains", "$hasPrefix")
@@ -101,61 +102,113 @@ def parse(data: Any) -> Node:
     return parser.predicate(data, "query", 0)
 
 
-class _Parser:
+class _Reader(Generic[T]):
+    """What both kinds of predicate share: the structure that ``@backstage/filter-predicates``'s
+    schema allows (an object of fields, or one of ``$all``, ``$any``, ``$not`` alone), its
+    bounds, and which value operator an object is read as. What a part means is the
+    subclass's."""
+
     def __init__(self) -> None:
         self.conditions = 0
 
-    def predicate(self, data: Any, where: str, depth: int) -> Node:
+    def predicate(self, data: Any, where: str, depth: int) -> T:
         if depth > MAX_DEPTH:
             raise InvalidInput(f"Invalid query: {where}: nested more than {MAX_DEPTH} levels deep")
         if not isinstance(data, dict):
             raise InvalidInput(f"Invalid query: {where}: expected an object, got {_show(data)}")
         combinator = [key for key in data if key in _COMBINATORS]
-        if combinator:
-            if len(data) != 1:
-                others = ", ".join(sorted(repr(k) for k in data if k != combinator[0]))
-                raise InvalidInput(
-                    f"Invalid query: {where}: {combinator[0]} cannot stand beside {others}"
-                )
-            op = combinator[0]
-            inner = data[op]
-            if op == "$not":
-                return Not(self.predicate(inner, f"{where}.$not", depth + 1))
-            if not isinstance(inner, list):
-                raise InvalidInput(f"Invalid query: {where}.{op}: expected an array")
-            parts = tuple(
-                self.predicate(item, f"{where}.{op}[{i}]", depth + 1)
-                for i, item in enumerate(inner)
-            )
-            return All(parts) if op == "$all" else AnyOf(parts)
-        fields: list[Node] = []
-        for key, value in data.items():
+        if not combinator:
+            self.check_keys(data, where)
+            fields = []
+            for key, value in data.items():
+                self.conditions += 1
+                if self.conditions > MAX_CONDITIONS:
+                    raise InvalidInput(
+                        f"Invalid query: more than {MAX_CONDITIONS} field conditions"
+                    )
+                fields.append(self.field(key, value, f"{where}.{key}"))
+            return self.every(fields)
+        op = combinator[0]
+        if len(data) != 1:
+            others = ", ".join(sorted(repr(k) for k in data if k != op))
+            raise InvalidInput(f"Invalid query: {where}: {op} cannot stand beside {others}")
+        if op == "$not":
+            return self.negate(self.predicate(data[op], f"{where}.$not", depth + 1))
+        if not isinstance(data[op], list):
+            raise InvalidInput(f"Invalid query: {where}.{op}: expected an array")
+        parts = [
+            self.predicate(item, f"{where}.{op}[{i}]", depth + 1) for i, item in enumerate(data[op])
+        ]
+        return self.every(parts, listed=True) if op == "$all" else self.some(parts)
+
+    @staticmethod
+    def operator(value: dict[str, Any]) -> tuple[str, Any] | None:
+        """The operator an object of a field is read as, and its operand; ``None``: none (the
+        schema tries each form in turn, so the first well-formed one wins)."""
+        for op in _OPERATORS:
+            if op not in value:
+                continue
+            operand = value[op]
+            if (
+                (op == "$exists" and isinstance(operand, bool))
+                or (op == "$in" and isinstance(operand, list) and all(map(_is_primitive, operand)))
+                or (op == "$hasPrefix" and isinstance(operand, str))
+                or op == "$contains"
+            ):
+                return op, operand
+        return None
+
+    def check_keys(self, data: dict[str, Any], where: str) -> None:
+        raise NotImplementedError
+
+    def field(self, key: str, value: Any, where: str) -> T:
+        raise NotImplementedError
+
+    def every(self, parts: list[T], *, listed: bool = False) -> T:
+        """All of ``parts`` (the fields of an object, or the items of ``$all`` when
+        ``listed``)."""
+        raise NotImplementedError
+
+    def some(self, parts: list[T]) -> T:
+        raise NotImplementedError
+
+    def negate(self, part: T) -> T:
+        raise NotImplementedError
+
+
+class _Parser(_Reader[Node]):
+    """Entity predicates, as trees for :func:`greenroom.catalog.queries.filter_conditions`."""
+
+    def check_keys(self, data: dict[str, Any], where: str) -> None:
+        for key in data:
             if key.startswith("$"):
                 raise InvalidInput(f"Invalid query: {where}: unknown operator {key!r}")
-            if key[:1] in ("\n", "\r") or "\n" in key or "\r" in key:
+            if "\n" in key or "\r" in key:
                 raise InvalidInput(f"Invalid query: {where}: a field cannot hold a line break")
-            fields.append(self.field(key.lower(), value, f"{where}.{key}"))
-        return fields[0] if len(fields) == 1 else All(tuple(fields))
+
+    def every(self, parts: list[Node], *, listed: bool = False) -> Node:
+        return parts[0] if len(parts) == 1 else All(tuple(parts))
+
+    def some(self, parts: list[Node]) -> Node:
+        return AnyOf(tuple(parts))
+
+    def negate(self, part: Node) -> Node:
+        return Not(part)
 
     def field(self, key: str, value: Any, where: str) -> Node:
-        self.conditions += 1
-        if self.conditions > MAX_CONDITIONS:
-            raise InvalidInput(f"Invalid query: more than {MAX_CONDITIONS} field conditions")
+        key = key.lower()
         if _is_primitive(value):
             return Match(key, (_text(value, where),))
-        if isinstance(value, dict):
-            for op in _OPERATORS:
-                if op not in value:
-                    continue
-                operand = value[op]
-                if op == "$exists" and isinstance(operand, bool):
-                    return Match(key) if operand else Not(Match(key))
-                if op == "$in" and isinstance(operand, list) and all(map(_is_primitive, operand)):
-                    return Match(key, tuple(_text(v, f"{where}.$in") for v in operand))
-                if op == "$hasPrefix" and isinstance(operand, str):
-                    return Match(key, prefix=operand.lower())
-                if op == "$contains":
-                    return self.contains(key, operand, f"{where}.$contains")
+        found = self.operator(value) if isinstance(value, dict) else None
+        if found is not None:
+            op, operand = found
+            if op == "$exists":
+                return Match(key) if operand else Not(Match(key))
+            if op == "$in":
+                return Match(key, tuple(_text(v, f"{where}.$in") for v in operand))
+            if op == "$hasPrefix":
+                return Match(key, prefix=operand.lower())
+            return self.contains(key, operand, f"{where}.$contains")
         raise InvalidInput(
             f'Invalid filter predicate value for field "{key}": expected a primitive value, '
             f"$exists, $in, $hasPrefix, or $contains operator, but got {_show(value)}"
@@ -219,6 +272,11 @@ def _is_primitive(value: Any) -> bool:
 def _text(value: str | int | float, where: str) -> str:
     """A primitive as JavaScript's ``String(value).toLowerCase()`` writes it, which is what
     Backstage compares with the lower-cased search values (``1.0`` is ``"1"``)."""
+    return _js_text(value, where).lower()
+
+
+def _js_text(value: str | int | float, where: str) -> str:
+    """A primitive as JavaScript's ``String(value)`` writes it."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -233,7 +291,7 @@ def _text(value: str | int | float, where: str) -> str:
             return mantissa
         sign = "-" if exponent.startswith("-") else "+"
         return f"{mantissa}e{sign}{int(exponent.lstrip('+-'))}"
-    return value.lower()
+    return value
 
 
 def _show(value: Any) -> str:
@@ -242,3 +300,73 @@ def _show(value: Any) -> str:
     except (TypeError, ValueError):
         text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+# --- registered locations ----------------------------------------------------------------
+
+#: The fields of ``POST /locations/by-query`` predicates, by their lower-cased names.
+LOCATION_FIELDS = {"id": "id", "type": "type", "target": "target", "entityref": "entityRef"}
+
+LocationTest = Callable[[dict[str, str]], bool]
+
+
+def location_test(data: Any) -> LocationTest:
+    """A test of registered locations (``{"id", "type", "target", "entityRef"}``) for the
+    ``query`` of ``POST /locations/by-query``.
+
+    Backstage answers these from its locations table with its own rules, which differ from
+    the entities' (``applyLocationFilterToQuery``): values compare case-insensitively but ``id``
+    in ``$in`` exactly, ``$contains`` matches nothing, and so does ``$all: []``. Registered
+    locations are few (each is a root the catalog reads), so they are tested here one by one.
+    """
+    if not isinstance(data, dict):
+        raise InvalidInput("Query must be an object")
+    return _LocationParser().predicate(data, "query", 0)
+
+
+class _LocationParser(_Reader[LocationTest]):
+    """Location predicates, as tests of each location."""
+
+    def check_keys(self, data: dict[str, Any], where: str) -> None:
+        if any(key.startswith("$") for key in data):
+            raise InvalidInput(
+                f"Invalid filter predicate, unknown logic operator '{', '.join(data)}'"
+            )
+
+    def every(self, parts: list[LocationTest], *, listed: bool = False) -> LocationTest:
+        if listed and not parts:  # Backstage's locations: an empty $all matches nothing
+            return lambda location: False
+        return lambda location: all(part(location) for part in parts)
+
+    def some(self, parts: list[LocationTest]) -> LocationTest:
+        return lambda location: any(part(location) for part in parts)
+
+    def negate(self, part: LocationTest) -> LocationTest:
+        return lambda location: not part(location)
+
+    def field(self, key: str, value: Any, where: str) -> LocationTest:
+        name = LOCATION_FIELDS.get(key.lower())
+        if name is None:
+            raise InvalidInput(
+                "Invalid filter predicate, expected key to be 'id', 'type', 'target', or "
+                f"'entityRef', got '{key}'"
+            )
+        if _is_primitive(value):
+            wanted = _js_text(value, where).upper()
+            return lambda location: location[name].upper() == wanted
+        found = self.operator(value) if isinstance(value, dict) else None
+        if found is not None:
+            op, operand = found
+            if op == "$exists":
+                return lambda location: bool(operand)  # every field of a location has a value
+            if op == "$in":
+                texts = {_js_text(v, f"{where}.$in") for v in operand}
+                if name == "id":
+                    return lambda location: location["id"] in texts
+                upper = {text.upper() for text in texts}
+                return lambda location: location[name].upper() in upper
+            if op == "$hasPrefix":
+                prefix = operand.upper()
+                return lambda location: location[name].upper().startswith(prefix)
+            return lambda location: False  # $contains, on locations
+        raise InvalidInput(f"Invalid filter predicate, got unknown matcher object '{_show(value)}'")

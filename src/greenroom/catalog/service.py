@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from greenroom.catalog import predicates
 from greenroom.catalog.ingest.apart import ProcessWalker, worth_a_process
 from greenroom.catalog.ingest.engine import IngestionEngine, PassSummary, WalkSource
 from greenroom.catalog.ingest.parsing import Parser
@@ -314,6 +315,47 @@ class CatalogService:
         if row is None:
             raise NotFound(f"Found no location with ID {id_}")
         return row
+
+    def query_locations(
+        self, query: dict[str, Any] | None, limit: int, after_id: str | None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Registered locations matching a predicate (``POST /locations/by-query``), in id
+        order from after ``after_id``, at most ``limit``; with how many match in all."""
+        test = None if query is None else predicates.location_test(query)
+        matching = sorted(
+            (loc for loc in self._location_rows() if test is None or test(loc)),
+            key=lambda loc: str(loc["id"]),
+        )
+        page = [loc for loc in matching if after_id is None or str(loc["id"]) > after_id]
+        return page[:limit], len(matching)
+
+    def update_location(self, id_: str, type_: str, target: str) -> dict[str, Any]:
+        """Point a registered location at another target (``PUT /locations/{id}``), read it
+        now, and treat what the old target produced as a root that is gone: orphaned, or
+        deleted under ``orphanStrategy: delete``, as Backstage does when a location's target
+        changes (and first, so that the new target may take over the same entities then)."""
+        self._check_location(type_, target, registering=True)
+        with write_transaction(self.engine) as conn:
+            row = conn.execute(
+                sa.select(locations.c.type, locations.c.target).where(locations.c.id == id_)
+            ).first()
+            if row is None:
+                raise NotFound(f"Found no location with ID {id_}")
+            taken = conn.execute(
+                sa.select(locations.c.id).where(
+                    locations.c.type == type_, locations.c.target == target, locations.c.id != id_
+                )
+            ).first()
+            if taken is not None:
+                raise Conflict(f"Location {type_}:{target} already exists")
+            conn.execute(
+                locations.update().where(locations.c.id == id_).values(type=type_, target=target)
+            )
+        old, new = location_key(row.type, row.target), location_key(type_, target)
+        if old != new:
+            self.ingestion.remove_origin(old, PassSummary())
+        self.refresh([RootLocation(type_, target)])
+        return self._location_json(id_, type_, target)
 
     def delete_location(self, id_: str) -> None:
         """Unregister a location and remove everything it produced."""
