@@ -6,10 +6,13 @@ on the same entities, operator by operator, errors included (see ``docs/api.md``
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
 
+from greenroom.catalog import predicates
 from tests.catalog.test_api import many_components, names
 
 # The services of ``many_components``: svc-NN, tag java when NN is even (python otherwise),
@@ -179,10 +182,94 @@ def test_a_predicate_too_deep_or_too_large_is_refused(catalog: Any) -> None:
     response = catalog.client.post("/api/catalog/entities/by-query", json={"query": deep})
     assert response.status_code == 400
     assert "nested more than 32 levels" in response.json()["error"]["message"]
-    wide = {"$any": [{"metadata.name": f"n{i}"} for i in range(1001)]}
+    wide = {"$any": [{"metadata.name": f"n{i}"} for i in range(201)]}
     response = catalog.client.post("/api/catalog/entities/by-query", json={"query": wide})
     assert response.status_code == 400
-    assert "more than 1000 field conditions" in response.json()["error"]["message"]
+    assert "more than 200 field conditions" in response.json()["error"]["message"]
+    many = {"metadata.name": {"$in": [f"n{i}" for i in range(5001)]}}
+    response = catalog.client.post("/api/catalog/entities/by-query", json={"query": many})
+    assert response.status_code == 400
+    assert "more than 5000 values" in response.json()["error"]["message"]
     facets = catalog.client.post("/api/catalog/entity-facets", json={"facets": []})
     assert facets.status_code == 400
     assert facets.json()["error"]["message"] == "Missing or empty facets parameter"
+
+
+def test_the_largest_predicates_allowed_are_answered(catalog: Any) -> None:
+    """At the bounds, with what wraps a predicate most (an order, a full-text term, facets):
+    SQLite refuses expressions deeper than 1,000 levels, PostgreSQL statements with more than
+    65,535 parameters."""
+    wide = {"$any": [{"metadata.name": f"svc-{i:02d}"} for i in range(200)]}
+    kinds = {"kind": {"$in": ["component"] + [f"kind-{i}" for i in range(4999)]}}
+    both = {"$all": [{"$any": wide["$any"][:199]}, {"$not": kinds}]}  # 200 and 5,000 again
+    for predicate in (wide, kinds, both):
+        for extra in (
+            {"orderBy": [{"field": "metadata.name", "order": "asc"}]},
+            {"fullTextFilter": {"term": "svc", "fields": ["metadata.name"]}},
+            {},
+        ):
+            body = {"query": predicate, "limit": 5, **extra}
+            response = catalog.client.post("/api/catalog/entities/by-query", json=body)
+            assert response.status_code == 200, response.text[:300]
+        facets = {"facets": ["kind", "spec.type"], "query": predicate}
+        response = catalog.client.post("/api/catalog/entity-facets", json=facets)
+        assert response.status_code == 200, response.text[:300]
+    assert found(catalog, wide) == svc(SERVICES)
+    assert len(found(catalog, kinds)) == 26
+
+
+def test_odd_values_are_400s_and_operators_are_read_as_backstage_reads_them(catalog: Any) -> None:
+    for body in (
+        {"query": None},
+        {"query": {"kind": "\ud800"}},
+        {"query": {"kind\u2028": "component"}},
+        {
+            "query": {"kind": "component"},
+            "orderBy": [{"field": "metadata.name", "order": "asc"}, {"field": "x", "order": "up"}],
+        },
+    ):
+        response = catalog.client.post(
+            "/api/catalog/entities/by-query",
+            content=json.dumps(body),
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 400, (body, response.text)
+    facets = {"facets": ["kind"], "query": None}
+    assert catalog.client.post("/api/catalog/entity-facets", json=facets).status_code == 400
+    nested = "[" * 5000 + "]" * 5000
+    cursor = base64.urlsafe_b64encode(nested.encode()).decode()
+    response = catalog.client.post("/api/catalog/entities/by-query", json={"cursor": cursor})
+    assert response.status_code == 400
+    # An object with two operators is read as the first well-formed one, in the schema's order.
+    odd = {"metadata.name": {"$contains": [1], "$hasPrefix": "SVC-2"}}
+    assert found(catalog, odd) == svc(range(20, 25))
+    huge = {"facets": ["kind"], "query": {"spec.replicas": 2**70}}
+    response = catalog.client.post("/api/catalog/entity-facets", json=huge)
+    assert response.status_code == 200 and response.json() == {"facets": {"kind": []}}
+
+
+def test_get_and_post_facets_never_share_a_cached_answer(catalog: Any) -> None:
+    params = [("facet", "kind"), ("filter", "query"), ("filter", '{"kind": "group"}')]
+    assert catalog.get("/entity-facets", params=params)["facets"]["kind"] == []
+    body = {"facets": ["kind"], "query": {"kind": "group"}}
+    posted = query(catalog, body, "/entity-facets")["facets"]["kind"]
+    assert posted == [{"value": "Group", "count": 1}]
+
+
+@pytest.mark.parametrize(
+    ("number", "text"),
+    [  # String(number) in node
+        (1.0, "1"),
+        (0.00001, "0.00001"),
+        (1e-7, "1e-7"),
+        (2.5e-7, "2.5e-7"),
+        (1e20, "100000000000000000000"),
+        (1e21, "1e+21"),
+        (10**22, "1e+22"),
+        (2**53 + 1, "9007199254740992"),
+        (-0.0, "0"),
+        (12345678.9, "12345678.9"),
+    ],
+)
+def test_numbers_are_compared_as_javascript_writes_them(number: float, text: str) -> None:
+    assert predicates.parse({"x": number}) == predicates.Match("x", (text,))

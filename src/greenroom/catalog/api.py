@@ -186,6 +186,16 @@ def _initial_query(
     )
 
 
+def _check_query(body: QueryInput | FacetsInput) -> None:
+    """A 400 for a ``query`` that is not a well-formed predicate; ``null`` is not one (absent
+    is: every entity), as Backstage's schema says."""
+    if "query" not in body.model_fields_set:
+        return
+    if not isinstance(body.query, dict):
+        raise InvalidInput("Query must be an object")
+    predicates.parse(body.query)
+
+
 def _where(state: cursors.QueryCursor) -> predicates.Node | None:
     """The conditions of a query: its ``filter`` parameters and its predicate, both holding
     (Backstage applies both when a cursor carries both)."""
@@ -359,13 +369,10 @@ def router(context: AppContext) -> APIRouter:
         if body.cursor is not None:
             state = cursors.decode(body.cursor, cursors.QueryCursor, "Malformed cursor")
         else:
-            if body.query is not None and not isinstance(body.query, dict):
-                raise InvalidInput("Query must be an object")
-            if body.query is not None:
-                predicates.parse(body.query)  # a malformed predicate is a 400 before any read
-            order = [(item.field, item.order) for item in (body.orderBy or [])[:1]]
-            if any(direction not in ("asc", "desc") for _, direction in order):
+            _check_query(body)  # a malformed predicate is a 400 before any read
+            if any(item.order not in ("asc", "desc") for item in body.orderBy or []):
                 raise InvalidInput("Invalid order field order, must be asc or desc")
+            order = [(item.field, item.order) for item in (body.orderBy or [])[:1]]
             text = body.fullTextFilter
             term = None if text is None else (text.term or "")
             state = _initial_query(
@@ -528,17 +535,16 @@ def router(context: AppContext) -> APIRouter:
     ) -> Response:
         if not facet:
             raise InvalidInput("Missing facet parameter")
-        return await facets_answer(facet, (tuple(facet), tuple(filter)), filter, None)
+        return await facets_answer(facet, ("filter", tuple(facet), tuple(filter)), filter, None)
 
     @api.post("/entity-facets", summary="Counts of the values of entity fields, by predicate")
     async def entity_facets_by_predicate(body: FacetsInput) -> Response:
         facets = [name for name in body.facets if name]
         if not facets:
             raise InvalidInput("Missing or empty facets parameter")
-        if body.query is not None:
-            predicates.parse(body.query)  # a malformed predicate is a 400, even when cached
-        query = orjson.dumps(body.query, option=orjson.OPT_SORT_KEYS).decode()
-        return await facets_answer(facets, (tuple(facets), ("query", query)), [], body.query)
+        _check_query(body)  # a malformed predicate is a 400, even when an answer is cached
+        query = json.dumps(body.query, sort_keys=True)  # any integer, unlike orjson
+        return await facets_answer(facets, ("query", tuple(facets), query), [], body.query)
 
     async def facets_answer(
         facet: list[str], key: Hashable, filter: list[str], query: Any

@@ -83,7 +83,7 @@ def decode(text: str, model: type[T], message: str) -> T:
     try:
         data: Any = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
         return model.model_validate(data)
-    except (binascii.Error, ValueError, ValidationError) as exc:
+    except (binascii.Error, ValueError, ValidationError, RecursionError) as exc:
         raise InvalidInput(f"{message}: {_short(exc)}") from exc
 
 

@@ -31,9 +31,14 @@ from typing import Any, Generic, TypeVar
 from greenroom.exceptions import InvalidInput
 
 #: Bounds of one predicate, so that a request cannot ask for a statement of unbounded size or
-#: nest deeper than the parser recurses (Backstage sets none; its body limit is 100 kB).
+#: nest deeper than the parser recurses (Backstage sets none; its body limit is 100 kB). SQLite
+#: refuses an expression more than 1,000 levels deep, and ``a OR b OR ...`` is one level per
+#: term: the field conditions are bounded well below that, whatever wraps them (a page, a
+#: count, facets). ``$in`` values sit in one ``IN`` list each, bounded by the parameters a
+#: statement may have.
 MAX_DEPTH = 32
-MAX_CONDITIONS = 1000
+MAX_CONDITIONS = 200
+MAX_VALUES = 5000
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class Not:
 Node = Match | All | AnyOf | Not
 
 T = TypeVar("T")
+#: What ``.`` in a JavaScript pattern does not match: a field name holding one is refused.
+LINE_BREAKS = ("\n", "\r", "\u2028", "\u2029")
 _COMBINATORS = ("$all", "$any", "$not")
 # In the order the schema tries them: an object with two of them is read as the first valid.
 _OPERATORS = ("$exists", "$in", "$contains", "$hasPrefix")
@@ -110,6 +117,7 @@ class _Reader(Generic[T]):
 
     def __init__(self) -> None:
         self.conditions = 0
+        self.values = 0
 
     def predicate(self, data: Any, where: str, depth: int) -> T:
         if depth > MAX_DEPTH:
@@ -153,10 +161,17 @@ class _Reader(Generic[T]):
                 (op == "$exists" and isinstance(operand, bool))
                 or (op == "$in" and isinstance(operand, list) and all(map(_is_primitive, operand)))
                 or (op == "$hasPrefix" and isinstance(operand, str))
-                or op == "$contains"
+                or (op == "$contains" and (_is_primitive(operand) or isinstance(operand, dict)))
             ):
                 return op, operand
         return None
+
+    def counted(self, values: list[Any], where: str) -> list[Any]:
+        """``values`` of an ``$in``, counted against :data:`MAX_VALUES`."""
+        self.values += len(values)
+        if self.values > MAX_VALUES:
+            raise InvalidInput(f"Invalid query: {where}: more than {MAX_VALUES} values in all")
+        return values
 
     def check_keys(self, data: dict[str, Any], where: str) -> None:
         raise NotImplementedError
@@ -183,8 +198,9 @@ class _Parser(_Reader[Node]):
         for key in data:
             if key.startswith("$"):
                 raise InvalidInput(f"Invalid query: {where}: unknown operator {key!r}")
-            if "\n" in key or "\r" in key:
+            if any(c in key for c in LINE_BREAKS):  # the schema's pattern, in JavaScript
                 raise InvalidInput(f"Invalid query: {where}: a field cannot hold a line break")
+            _utf8(key, where)
 
     def every(self, parts: list[Node], *, listed: bool = False) -> Node:
         return parts[0] if len(parts) == 1 else All(tuple(parts))
@@ -205,9 +221,10 @@ class _Parser(_Reader[Node]):
             if op == "$exists":
                 return Match(key) if operand else Not(Match(key))
             if op == "$in":
-                return Match(key, tuple(_text(v, f"{where}.$in") for v in operand))
+                values = self.counted(operand, where)
+                return Match(key, tuple(_text(v, f"{where}.$in") for v in values))
             if op == "$hasPrefix":
-                return Match(key, prefix=operand.lower())
+                return Match(key, prefix=_utf8(operand, where).lower())
             return self.contains(key, operand, f"{where}.$contains")
         raise InvalidInput(
             f'Invalid filter predicate value for field "{key}": expected a primitive value, '
@@ -249,7 +266,7 @@ class _Parser(_Reader[Node]):
 
 def _target_refs(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
-        return (value.lower(),)
+        return (_utf8(value, "targetRef").lower(),)
     if (
         isinstance(value, dict)
         and list(value) == ["$in"]
@@ -258,7 +275,9 @@ def _target_refs(value: Any) -> tuple[str, ...]:
     ):
         if not value["$in"]:
             raise InvalidInput('Empty "$in" array for $contains on "relations" is not allowed')
-        return tuple(v.lower() for v in value["$in"])
+        if len(value["$in"]) > MAX_VALUES:
+            raise InvalidInput(f"Invalid query: more than {MAX_VALUES} values in all")
+        return tuple(_utf8(v, "targetRef").lower() for v in value["$in"])
     raise InvalidInput(
         'Unsupported value in $contains for "relations": expected a string or '
         f'{{ "$in": [strings] }}, but got {_show(value)}'
@@ -276,22 +295,52 @@ def _text(value: str | int | float, where: str) -> str:
 
 
 def _js_text(value: str | int | float, where: str) -> str:
-    """A primitive as JavaScript's ``String(value)`` writes it."""
+    """A primitive as JavaScript's ``String(value)`` writes it (JSON numbers are doubles
+    there: ``1.0`` is ``"1"``, ``1e-5`` is ``"0.00001"``, ``10**22`` is ``"1e+22"``)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidInput(f"Invalid query: {where}: {value} is not a JSON number")
-        if value.is_integer() and abs(value) < 1e21:
-            return str(int(value))
-        mantissa, _, exponent = repr(value).partition("e")
-        if not exponent:
-            return mantissa
-        sign = "-" if exponent.startswith("-") else "+"
-        return f"{mantissa}e{sign}{int(exponent.lstrip('+-'))}"
-    return value
+    if isinstance(value, str):
+        return _utf8(value, where)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond a double: JavaScript reads Infinity
+        return "Infinity" if value > 0 else "-Infinity"
+    if not math.isfinite(number):
+        raise InvalidInput(f"Invalid query: {where}: {value} is not a JSON number")
+    return _js_number(number)
+
+
+def _js_number(number: float) -> str:
+    """ECMAScript's Number::toString: the shortest digits that read back as ``number`` (as
+    ``repr``), written without an exponent from 1e-7 up to 1e21."""
+    if number == 0:
+        return "0"
+    sign = "-" if number < 0 else ""
+    mantissa, _, exponent = repr(abs(number)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    point = len(whole) + int(exponent or 0) - (len(whole + fraction) - len(digits))
+    digits = digits.rstrip("0") or "0"
+    k, n = len(digits), point
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = f"{digits[:n]}.{digits[n:]}"
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        rest = f".{digits[1:]}" if k > 1 else ""
+        text = f"{digits[0]}{rest}e{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
+    return sign + text
+
+
+def _utf8(text: str, where: str) -> str:
+    """``text``, refused when it cannot be stored (a lone surrogate from a ``\\ud800`` escape)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise InvalidInput(f"Invalid query: {where}: not valid Unicode text") from None
+    return text
 
 
 def _show(value: Any) -> str:
@@ -360,7 +409,7 @@ class _LocationParser(_Reader[LocationTest]):
             if op == "$exists":
                 return lambda location: bool(operand)  # every field of a location has a value
             if op == "$in":
-                texts = {_js_text(v, f"{where}.$in") for v in operand}
+                texts = {_js_text(v, f"{where}.$in") for v in self.counted(operand, where)}
                 if name == "id":
                     return lambda location: location["id"] in texts
                 upper = {text.upper() for text in texts}

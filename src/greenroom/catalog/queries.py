@@ -77,23 +77,39 @@ def parse_filters(params: Sequence[str]) -> Node | None:
     return predicates.from_filters([fset.keys for fset in sets])
 
 
-class ref_name(FunctionElement[str]):
-    """The name part of a ref (after ``/``): the ``metadata.name`` search value."""
+class _RefPart(FunctionElement[str]):
+    """A part of a ref, cut in SQL (``{ref}`` in the templates is the ref's expression)."""
 
     type = sa.String()
     inherit_cache = True
+    sqlite = ""
+    postgresql = ""
 
 
-@compiles(ref_name)
-def _ref_name_sqlite(element: ref_name, compiler: SQLCompiler, **kw: Any) -> str:
-    ref = compiler.process(element.clauses, **kw)
-    return f"substr({ref}, instr({ref}, '/') + 1)"
+@compiles(_RefPart)
+def _ref_part_sqlite(element: _RefPart, compiler: SQLCompiler, **kw: Any) -> str:
+    return element.sqlite.format(ref=compiler.process(element.clauses, **kw))
 
 
-@compiles(ref_name, "postgresql")
-def _ref_name_postgresql(element: ref_name, compiler: SQLCompiler, **kw: Any) -> str:
-    ref = compiler.process(element.clauses, **kw)
-    return f"substr({ref}, strpos({ref}, '/') + 1)"
+@compiles(_RefPart, "postgresql")
+def _ref_part_postgresql(element: _RefPart, compiler: SQLCompiler, **kw: Any) -> str:
+    return element.postgresql.format(ref=compiler.process(element.clauses, **kw))
+
+
+class ref_name(_RefPart):
+    """The name part of a ref (after ``/``): the ``metadata.name`` search value."""
+
+    inherit_cache = True
+    sqlite = "substr({ref}, instr({ref}, '/') + 1)"
+    postgresql = "substr({ref}, strpos({ref}, '/') + 1)"
+
+
+class ref_kind(_RefPart):
+    """The kind part of a ref with its colon (``component:``): kinds hold no ``:``."""
+
+    inherit_cache = True
+    sqlite = "substr({ref}, 1, instr({ref}, ':'))"
+    postgresql = "substr({ref}, 1, strpos({ref}, ':'))"
 
 
 def filter_conditions(
@@ -148,6 +164,8 @@ def _match(node: Match, on: _Target) -> sa.ColumnElement[bool]:
     key, values = node.key, node.values
     if key == "kind" and node.prefix is None:
         if on.from_ref and values is not None:
+            if len(values) > 1:  # one IN, not a chain of ORs as deep as the list is long
+                return ref_kind(on.ref).in_([f"{v}:" for v in values])
             return sa.or_(
                 sa.false(), *(sa.func.substr(on.ref, 1, len(v) + 1) == f"{v}:" for v in values)
             )
