@@ -232,6 +232,50 @@ def test_put_points_a_location_at_another_target(make_catalog: Any, tmp_path: Pa
         assert catalog.get(f"/locations/{location['id']}")["target"] == moved["target"]
 
 
+def test_put_keeps_what_the_new_target_produces_again_and_everything_when_unreadable(
+    make_catalog: Any, tmp_path: Path
+) -> None:
+    """The repository moved: the same entities, read from the new target, keep their uids and
+    never go missing; a new target that cannot be read (a typo) loses nothing; what the new
+    target no longer produces is orphaned under ``orphanStrategy: keep``."""
+    folder = tmp_path / "served"
+    write_files(folder, {**MOVED, "copy/catalog-info.yaml": REMOTE["catalog-info.yaml"]})
+    (folder / "copy" / "api").mkdir()
+    (folder / "copy" / "api" / "openapi.yaml").write_text("openapi: 3.0.0\n")
+    with serve_folder(folder) as server:
+        url = base_url(server)
+        catalog = make_catalog(config={**allowing(url), "catalog": {"orphanStrategy": "keep"}})
+        add = {"type": "url", "target": f"{url}/old/catalog-info.yaml"}
+        location = catalog.client.post("/api/catalog/locations", json=add).json()["location"]
+        path = f"/api/catalog/locations/{location['id']}"
+        uid = catalog.entity("component", "remote-service")["metadata"]["uid"]
+
+        typo = {"type": "url", "target": f"{url}/nowhere/catalog-info.yaml"}
+        assert catalog.client.put(path, json=typo).status_code == 200
+        kept = catalog.entity("component", "remote-service")
+        assert kept["metadata"]["uid"] == uid
+        assert "backstage.io/orphan" not in kept["metadata"].get("annotations", {})
+
+        copy = {"type": "url", "target": f"{url}/copy/catalog-info.yaml"}
+        assert catalog.client.put(path, json=copy).status_code == 200
+        again = catalog.entity("component", "remote-service")
+        assert again["metadata"]["uid"] == uid
+        annotations = again["metadata"]["annotations"]
+        assert annotations["backstage.io/managed-by-origin-location"] == f"url:{copy['target']}"
+        assert "backstage.io/orphan" not in annotations
+        assert catalog.get("/locations/by-entity/component/default/remote-service") == {
+            **location,
+            "target": copy["target"],
+            "entityRef": catalog.get(f"/locations/{location['id']}")["entityRef"],
+        }
+
+        moved = {"type": "url", "target": f"{url}/new/catalog-info.yaml"}
+        assert catalog.client.put(path, json=moved).status_code == 200
+        assert catalog.status("component", "moved-service") == 200
+        orphan = catalog.entity("component", "remote-service")["metadata"]["annotations"]
+        assert orphan["backstage.io/orphan"] == "true"
+
+
 def test_query_locations_by_predicate_in_pages(make_catalog: Any, remote: tuple[str, Path]) -> None:
     url, _ = remote
     catalog = make_catalog(config=allowing(url))
@@ -257,6 +301,10 @@ def test_query_locations_by_predicate_in_pages(make_catalog: Any, remote: tuple[
     assert query({"query": not_a})["totalItems"] == 2
     assert query({"query": {"target": {"$contains": "x"}}})["totalItems"] == 0
     assert query({"query": {"$all": []}})["totalItems"] == 0
+    # An empty object sets no condition, wherever it is (Backstage drops empty groups).
+    assert query({"query": {"$not": {}}})["totalItems"] == 3
+    assert query({"query": {"$any": [{}, {"type": "file"}]}})["totalItems"] == 0
+    assert query({"query": {"$any": []}})["totalItems"] == 0
     ref = everything["items"][0]["entityRef"]
     assert query({"query": {"entityRef": ref}})["items"] == [everything["items"][0]]
     seen = []
@@ -276,6 +324,8 @@ def test_query_locations_by_predicate_in_pages(make_catalog: Any, remote: tuple[
         ({"query": "x"}, "Query must be an object"),
         ({"limit": 0}, "Limit must be a positive integer >= 1"),
         ({"cursor": "!"}, "Malformed cursor"),
+        ({"cursor": None}, "Cursor cannot be empty"),
+        ({"query": None}, "Query must be an object"),
     ):
         response = catalog.client.post("/api/catalog/locations/by-query", json=body)
         assert response.status_code == 400, body

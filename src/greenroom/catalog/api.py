@@ -366,8 +366,8 @@ def router(context: AppContext) -> APIRouter:
     @api.post("/entities/by-query", summary="Query entities with a filter predicate")
     def query_entities_by_predicate(body: QueryInput | None = None) -> Response:
         body = body or QueryInput()
-        if body.cursor is not None:
-            state = cursors.decode(body.cursor, cursors.QueryCursor, "Malformed cursor")
+        if "cursor" in body.model_fields_set:  # null too: "Cursor cannot be empty"
+            state = cursors.decode(body.cursor or "", cursors.QueryCursor, "Malformed cursor")
         else:
             _check_query(body)  # a malformed predicate is a 400 before any read
             if any(item.order not in ("asc", "desc") for item in body.orderBy or []):
@@ -620,8 +620,8 @@ def router(context: AppContext) -> APIRouter:
     @api.post("/locations/by-query", summary="Registered locations matching a predicate")
     def query_locations(body: LocationQueryInput | None = None) -> dict[str, Any]:
         body = body or LocationQueryInput()
-        if body.cursor is not None:
-            state = cursors.decode(body.cursor, cursors.LocationCursor, "Malformed cursor")
+        if "cursor" in body.model_fields_set:
+            state = cursors.decode(body.cursor or "", cursors.LocationCursor, "Malformed cursor")
         else:
             limit = 1000 if body.limit is None else body.limit
             if isinstance(limit, float) and limit.is_integer():
@@ -629,8 +629,8 @@ def router(context: AppContext) -> APIRouter:
             if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
                 raise InvalidInput("Limit must be a positive integer >= 1")
             limit = min(limit, cursors.MAX_ROWS)
-            if body.query is not None and not isinstance(body.query, dict):
-                raise InvalidInput("Query must be an object")
+            if "query" in body.model_fields_set and not isinstance(body.query, dict):
+                raise InvalidInput("Query must be an object")  # null too, as in Backstage
             state = cursors.LocationCursor(limit=limit, query=body.query)
         items, total = service(context).query_locations(state.query, state.limit + 1, state.afterId)
         page_info: dict[str, str] = {}

@@ -11,7 +11,7 @@ import binascii
 import json
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from greenroom.exceptions import InvalidInput
 
@@ -62,7 +62,7 @@ class LocationCursor(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(ge=1, le=MAX_ROWS)
+    limit: StrictInt = Field(ge=1, le=MAX_ROWS)
     afterId: str | None = Field(None, max_length=MAX_TEXT)
     query: dict[str, Any] | None = None
 

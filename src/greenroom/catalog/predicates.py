@@ -357,9 +357,13 @@ def _show(value: Any) -> str:
 LOCATION_FIELDS = {"id": "id", "type": "type", "target": "target", "entityref": "entityRef"}
 
 LocationTest = Callable[[dict[str, str]], bool]
+#: A location test, or ``None`` for a part that sets no condition (``{}``, or ``$not`` or
+#: ``$any`` of only such parts): Backstage's query builder drops empty groups, so such a part
+#: neither matches nor fails, it is left out.
+MaybeTest = LocationTest | None
 
 
-def location_test(data: Any) -> LocationTest:
+def location_test(data: Any) -> MaybeTest:
     """A test of registered locations (``{"id", "type", "target", "entityRef"}``) for the
     ``query`` of ``POST /locations/by-query``.
 
@@ -373,7 +377,7 @@ def location_test(data: Any) -> LocationTest:
     return _LocationParser().predicate(data, "query", 0)
 
 
-class _LocationParser(_Reader[LocationTest]):
+class _LocationParser(_Reader[MaybeTest]):
     """Location predicates, as tests of each location."""
 
     def check_keys(self, data: dict[str, Any], where: str) -> None:
@@ -382,15 +386,25 @@ class _LocationParser(_Reader[LocationTest]):
                 f"Invalid filter predicate, unknown logic operator '{', '.join(data)}'"
             )
 
-    def every(self, parts: list[LocationTest], *, listed: bool = False) -> LocationTest:
+    def every(self, parts: list[MaybeTest], *, listed: bool = False) -> MaybeTest:
         if listed and not parts:  # Backstage's locations: an empty $all matches nothing
             return lambda location: False
-        return lambda location: all(part(location) for part in parts)
+        tests = [part for part in parts if part is not None]
+        if not tests:
+            return None
+        return lambda location: all(test(location) for test in tests)
 
-    def some(self, parts: list[LocationTest]) -> LocationTest:
-        return lambda location: any(part(location) for part in parts)
+    def some(self, parts: list[MaybeTest]) -> MaybeTest:
+        if not parts:
+            return lambda location: False
+        tests = [part for part in parts if part is not None]
+        if not tests:
+            return None
+        return lambda location: any(test(location) for test in tests)
 
-    def negate(self, part: LocationTest) -> LocationTest:
+    def negate(self, part: MaybeTest) -> MaybeTest:
+        if part is None:
+            return None
         return lambda location: not part(location)
 
     def field(self, key: str, value: Any, where: str) -> LocationTest:

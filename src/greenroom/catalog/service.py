@@ -330,11 +330,18 @@ class CatalogService:
         return page[:limit], len(matching)
 
     def update_location(self, id_: str, type_: str, target: str) -> dict[str, Any]:
-        """Point a registered location at another target (``PUT /locations/{id}``), read it
-        now, and treat what the old target produced as a root that is gone: orphaned, or
-        deleted under ``orphanStrategy: delete``, as Backstage does when a location's target
-        changes (and first, so that the new target may take over the same entities then)."""
+        """Point a registered location at another target (``PUT /locations/{id}``) and read it
+        now.
+
+        What the old target produced passes to the new one in the same transaction, as
+        Backstage's Location entity keeps its children: the new target's walk keeps what it
+        produces again (with its uid), orphans the rest (or deletes it, under
+        ``orphanStrategy: delete``), and keeps everything when it cannot be read. A walk of
+        the old target still under way elsewhere finds those entities owned by another root
+        (a conflict, not a write); what it adds goes at the next sweep, its root being gone.
+        """
         self._check_location(type_, target, registering=True)
+        new = location_key(type_, target)
         with write_transaction(self.engine) as conn:
             row = conn.execute(
                 sa.select(locations.c.type, locations.c.target).where(locations.c.id == id_)
@@ -351,9 +358,11 @@ class CatalogService:
             conn.execute(
                 locations.update().where(locations.c.id == id_).values(type=type_, target=target)
             )
-        old, new = location_key(row.type, row.target), location_key(type_, target)
-        if old != new:
-            self.ingestion.remove_origin(old, PassSummary())
+            old = location_key(row.type, row.target)
+            if old != new:
+                conn.execute(
+                    entities.update().where(entities.c.origin_key == old).values(origin_key=new)
+                )
         self.refresh([RootLocation(type_, target)])
         return self._location_json(id_, type_, target)
 

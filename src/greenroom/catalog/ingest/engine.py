@@ -462,8 +462,12 @@ class IngestionEngine:
         """Orphan (or delete) what this root no longer produces, keeping unreadable sources.
 
         An entity is kept as it is when its file could not be read this time, or when the
-        Location that read it failed (it led nowhere this time), transitively.
+        Location that read it failed (it led nowhere this time), transitively; everything is
+        kept when the root's own target could not be read (for a root pointed at a new target
+        by ``PUT /locations/{id}``, its entities came from the old one).
         """
+        if result.root_key in result.failed_keys:
+            return
         rows = conn.execute(
             sa.select(
                 entities.c.ref, entities.c.location_key, entities.c.parent_ref, entities.c.orphan
