@@ -344,3 +344,38 @@ def test_an_entity_with_a_nul_character_fails_alone(make_catalog: Any) -> None:
         "component:default/nul cannot be stored: metadata.description contains a NUL" in t
         for t in texts
     ), texts
+
+
+def test_a_relation_with_a_nul_character_fails_its_entity_alone(make_catalog: Any) -> None:
+    """A plugin's processor can emit any relation; one with a NUL character (which PostgreSQL
+    refuses) made the whole batch fail. Now its entity is refused, named, and the rest stored."""
+    from greenroom.catalog.model.relations import Relation
+    from greenroom.plugins import hookimpl
+
+    class NulRelations:
+        name = "nul-relations"
+        priority = 60
+
+        def process(self, entity: dict[str, Any], context: Any) -> dict[str, Any]:
+            if entity["metadata"]["name"] == "bad":
+                context.emit(Relation("component:default/bad", "dependsOn", "component:x\x00y"))
+            return entity
+
+    class Plugin:
+        @hookimpl
+        def greenroom_catalog_processors(self, context: Any) -> list[Any]:
+            return [NulRelations()]
+
+    doc = "\n---\n".join(
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\n"
+        f"metadata: {{name: {name}}}\n"
+        "spec: {type: service, owner: platform, lifecycle: production}\n"
+        for name in ("bad", "fine")
+    )
+    catalog = make_catalog({"all.yaml": doc}, plugins=(Plugin(),))
+    summary = catalog.refresh()
+    assert catalog.status("component", "fine") == 200
+    assert catalog.status("component", "bad") == 404
+    texts = [p.text() for p in summary.problems]
+    assert any("component:default/bad cannot be stored: its relation" in t for t in texts), texts
+    assert not any("\x00" in t for t in texts)

@@ -545,6 +545,10 @@ def prepare(emitted: Emitted) -> Prepared:
     relations and problems, and the hash that says whether anything of it changed."""
     problems = dumps([p.as_json() for p in emitted.problems])
     rels = sorted({(r.source, r.type, r.target) for r in emitted.relations})
+    for relation in rels:
+        if any("\x00" in text for text in relation):  # a plugin's processor emitted it
+            shown = " ".join(relation).replace("\x00", "\\0")
+            raise ValueError(f"its relation {shown} contains a NUL character")
     entity = emitted.entity
     processed = dumps(entity)
     if "\\u0000" in processed:  # the JSON escape of NUL (or text that looks like it)
