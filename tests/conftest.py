@@ -19,11 +19,11 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from greenroom.app import create_app, create_context
+from greenroom.app import create_app
 from greenroom.catalog.plugin import service
 from greenroom.catalog.service import CatalogService
 from greenroom.config import load_config
-from greenroom.context import AppContext
+from greenroom.context import AppContext, create_context
 
 PG_URL = os.environ.get("GREENROOM_TEST_DATABASE_URL")
 ALL_KINDS = [
@@ -120,9 +120,8 @@ class Catalog:
         return self.get(f"/entities/by-name/{kind}/{namespace}/{name}")  # type: ignore[no-any-return]
 
     def status(self, kind: str, name: str, namespace: str = "default") -> int:
-        return self.client.get(
-            f"/api/catalog/entities/by-name/{kind}/{namespace}/{name}"
-        ).status_code
+        response = self.client.get(f"/api/catalog/entities/by-name/{kind}/{namespace}/{name}")
+        return int(response.status_code)
 
 
 @pytest.fixture

@@ -351,7 +351,7 @@ def test_search_rows_keep_through_the_foreign_key_migration(database_url: str) -
     and indexes stay, and a search row no longer needs its entity; downgrading restores it."""
     engine = db.create_engine(database_url)
 
-    def state() -> tuple[list[tuple[str, str, str]], set[tuple[str, tuple[str, ...]]], int]:
+    def state() -> tuple[list[tuple[str, str, str]], set[tuple[Any, tuple[Any, ...]]], int]:
         with engine.connect() as conn:
             rows = conn.exec_driver_sql("SELECT ref, key, value FROM catalog_search").all()
             inspector = sa.inspect(conn)
@@ -360,7 +360,7 @@ def test_search_rows_keep_through_the_foreign_key_migration(database_url: str) -
                 for ix in inspector.get_indexes("catalog_search")
             }
             keys = len(inspector.get_foreign_keys("catalog_search"))
-        return [tuple(r) for r in rows], indexes, keys
+        return [(r[0], r[1], r[2]) for r in rows], indexes, keys
 
     migrate(engine, "0008")
     with engine.begin() as conn:
@@ -412,7 +412,7 @@ def test_original_spellings_keep_through_the_facets_migration(database_url: str)
     with engine.connect() as conn:  # rows as 0010 wrote them (and a replica not yet upgraded)
         assert queries.facets(conn, ["spec.type", "kind"], queries.SERVED) == expected
 
-    def state() -> tuple[set[tuple[Any, ...]], tuple[str, ...]]:
+    def state() -> tuple[set[tuple[Any, ...]], tuple[str | None, ...]]:
         with engine.connect() as conn:
             stored = {tuple(r) for r in conn.execute(sa.select(*old_search.c)).all()}
             indexes = {
@@ -532,10 +532,10 @@ def test_entities_known_before_0013_get_ids_and_new_ones_follow(database_url: st
     assert sorted((row.ref, row.uid, row.final) for row in stored) == [
         (f"component:default/{name}", f"uid-{name}", "{}") for name in "abc"
     ]
-    rows: list[dict[str, Any]] = [{"ref": "component:default/d"}, {"ref": "component:default/e"}]
+    new: list[dict[str, Any]] = [{"ref": "component:default/d"}, {"ref": "component:default/e"}]
     with db.write_transaction(engine) as conn:
-        _give_ids(conn, rows)
-    assert [row["id"] for row in rows] == [4, 5] and rows[0]["uid"] != rows[1]["uid"]
+        _give_ids(conn, new)
+    assert [row["id"] for row in new] == [4, 5] and new[0]["uid"] != new[1]["uid"]
     with pytest.raises(sa.exc.IntegrityError), db.write_transaction(engine) as conn:
         conn.exec_driver_sql(
             "INSERT INTO catalog_entities (id, ref, uid, kind, namespace, name, origin_key, "
@@ -588,11 +588,11 @@ def test_sqlite_reads_open_no_transaction_and_reuse_pooled_connections(
     with db.reader(engine).connect() as conn:
         conn.execute(sa.text("SELECT 1")).all()
         raw = conn.connection.dbapi_connection
-        assert raw is not None and not raw.in_transaction  # type: ignore[attr-defined]
+        assert raw is not None and not raw.in_transaction
     with db.write_transaction(engine) as conn:  # the same connection, a transaction again
         assert conn.connection.dbapi_connection is raw
         conn.execute(sa.text("SELECT 1")).all()
-        assert raw.in_transaction  # type: ignore[attr-defined]
+        assert raw.in_transaction
     # A write through the reader would have no transaction: refused.
     with (
         pytest.raises(RuntimeError, match="needs the engine"),

@@ -138,7 +138,8 @@ def test_by_refs_answers_alike_on_the_event_loop_and_in_a_thread(catalog: Any) -
     def items(body: dict[str, Any], **params: Any) -> list[Any]:
         response = catalog.client.post("/api/catalog/entities/by-refs", json=body, params=params)
         assert response.status_code == 200
-        return response.json()["items"]
+        found: list[Any] = response.json()["items"]
+        return found
 
     few = items({"entityRefs": refs, "fields": ["kind", "metadata.name"]})
     assert few == [

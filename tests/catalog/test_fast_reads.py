@@ -449,6 +449,7 @@ def test_by_query_reads_in_one_round_trip_each_unless_the_database_matches(
 
         def record(conn: sa.Connection, *_: Any) -> None:
             raw = conn.connection.dbapi_connection
+            assert raw is not None
             seen.append(raw.info.transaction_status == TransactionStatus.INTRANS)
 
         engine = app.context.engine

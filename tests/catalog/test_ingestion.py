@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import textwrap
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from greenroom.catalog.ingest.engine import PassSummary
@@ -65,11 +67,11 @@ ORG = {
 }
 
 
-def relations(entity: dict) -> set[tuple[str, str]]:
+def relations(entity: dict[str, Any]) -> set[tuple[str, str]]:
     return {(r["type"], r["targetRef"]) for r in entity["relations"]}
 
 
-def test_relations_come_out_in_both_directions(make_catalog) -> None:
+def test_relations_come_out_in_both_directions(make_catalog: Any) -> None:
     catalog = make_catalog(ORG)
     catalog.refresh()
     billing = catalog.entity("component", "billing")
@@ -92,14 +94,14 @@ def test_relations_come_out_in_both_directions(make_catalog) -> None:
     )
 
 
-def test_relative_text_placeholder_is_read_from_the_file_beside_it(make_catalog) -> None:
+def test_relative_text_placeholder_is_read_from_the_file_beside_it(make_catalog: Any) -> None:
     catalog = make_catalog(ORG)
     catalog.refresh()
     api = catalog.entity("api", "billing-api")
     assert api["spec"]["definition"].startswith("openapi: 3.0.0")
 
 
-def test_served_entities_carry_uid_etag_and_location_annotations(make_catalog) -> None:
+def test_served_entities_carry_uid_etag_and_location_annotations(make_catalog: Any) -> None:
     catalog = make_catalog(ORG)
     catalog.refresh()
     billing = catalog.entity("component", "billing")
@@ -113,7 +115,7 @@ def test_served_entities_carry_uid_etag_and_location_annotations(make_catalog) -
     )
 
 
-def test_a_second_pass_over_unchanged_files_writes_nothing(make_catalog) -> None:
+def test_a_second_pass_over_unchanged_files_writes_nothing(make_catalog: Any) -> None:
     catalog = make_catalog(ORG)
     first = catalog.refresh()
     assert first.written > 0
@@ -123,7 +125,7 @@ def test_a_second_pass_over_unchanged_files_writes_nothing(make_catalog) -> None
     assert catalog.entity("component", "billing") == before
 
 
-def test_a_changed_owner_moves_the_reverse_relation(make_catalog) -> None:
+def test_a_changed_owner_moves_the_reverse_relation(make_catalog: Any) -> None:
     files = dict(ORG)
     files["org.yaml"] += """
         ---
@@ -152,7 +154,7 @@ def test_a_changed_owner_moves_the_reverse_relation(make_catalog) -> None:
     )
 
 
-def test_an_entity_no_longer_produced_becomes_an_orphan(make_catalog) -> None:
+def test_an_entity_no_longer_produced_becomes_an_orphan(make_catalog: Any) -> None:
     catalog = make_catalog(ORG, config={"catalog": {"orphanStrategy": "keep"}})
     catalog.refresh()
     services = catalog.root / "services.yaml"
@@ -166,7 +168,7 @@ def test_an_entity_no_longer_produced_becomes_an_orphan(make_catalog) -> None:
     )
 
 
-def test_orphan_strategy_delete_removes_them(make_catalog) -> None:
+def test_orphan_strategy_delete_removes_them(make_catalog: Any) -> None:
     catalog = make_catalog(ORG)  # delete is the default, as in Backstage
     catalog.refresh()
     services = catalog.root / "services.yaml"
@@ -190,7 +192,7 @@ def search_rows_of(catalog: Any, ref: str) -> int:
         )
 
 
-def test_a_file_gone_for_a_moment_keeps_its_entities(make_catalog) -> None:
+def test_a_file_gone_for_a_moment_keeps_its_entities(make_catalog: Any) -> None:
     catalog = make_catalog(ORG)
     catalog.refresh()
     services = catalog.root / "services.yaml"
@@ -208,7 +210,7 @@ def test_a_file_gone_for_a_moment_keeps_its_entities(make_catalog) -> None:
     assert "status" not in root
 
 
-def test_bad_documents_are_isolated_and_reported_on_the_location(make_catalog) -> None:
+def test_bad_documents_are_isolated_and_reported_on_the_location(make_catalog: Any) -> None:
     files = dict(ORG)
     files["services.yaml"] = (
         ORG["services.yaml"]
@@ -254,7 +256,7 @@ def test_bad_documents_are_isolated_and_reported_on_the_location(make_catalog) -
     assert all(item["level"] == "error" for item in root["status"]["items"])
 
 
-def test_an_invalid_new_version_keeps_the_old_one_with_the_error_on_it(make_catalog) -> None:
+def test_an_invalid_new_version_keeps_the_old_one_with_the_error_on_it(make_catalog: Any) -> None:
     catalog = make_catalog(ORG)
     catalog.refresh()
     services = catalog.root / "services.yaml"
@@ -270,7 +272,7 @@ def test_an_invalid_new_version_keeps_the_old_one_with_the_error_on_it(make_cata
     assert "spec.lifecycle" in billing["status"]["items"][0]["message"]
 
 
-def test_kinds_not_allowed_by_rules_are_refused(make_catalog) -> None:
+def test_kinds_not_allowed_by_rules_are_refused(make_catalog: Any) -> None:
     catalog = make_catalog(
         ORG, config={"catalog": {"rules": [{"allow": ["Component", "Location"]}]}}
     )
@@ -284,7 +286,9 @@ def test_kinds_not_allowed_by_rules_are_refused(make_catalog) -> None:
     )
 
 
-def test_text_placeholder_cannot_escape_the_location_folder(make_catalog, tmp_path) -> None:
+def test_text_placeholder_cannot_escape_the_location_folder(
+    make_catalog: Any, tmp_path: Path
+) -> None:
     (tmp_path / "secret.txt").write_text("s3cret")
     files = {
         "all.yaml": """
@@ -306,7 +310,7 @@ def test_text_placeholder_cannot_escape_the_location_folder(make_catalog, tmp_pa
     assert "outside the location's folder" in text and "s3cret" not in text
 
 
-def test_location_cycles_are_reported_and_stop(make_catalog) -> None:
+def test_location_cycles_are_reported_and_stop(make_catalog: Any) -> None:
     files = {
         "all.yaml": """
             apiVersion: backstage.io/v1alpha1
@@ -327,7 +331,7 @@ def test_location_cycles_are_reported_and_stop(make_catalog) -> None:
     assert "Location cycle" in b["status"]["items"][0]["message"]
 
 
-def test_two_locations_claiming_one_entity_first_keeps_it(make_catalog) -> None:
+def test_two_locations_claiming_one_entity_first_keeps_it(make_catalog: Any) -> None:
     component = """
         apiVersion: backstage.io/v1alpha1
         kind: Component
@@ -350,7 +354,7 @@ def test_two_locations_claiming_one_entity_first_keeps_it(make_catalog) -> None:
     assert len(conflicts) == 1 and conflicts[0]["error"]["name"] == "ConflictError"
 
 
-def test_rows_are_written_in_batches_not_per_entity(make_catalog) -> None:
+def test_rows_are_written_in_batches_not_per_entity(make_catalog: Any) -> None:
     many = "\n---\n".join(
         f"apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {{name: c{i}}}\n"
         f"spec: {{type: service, lifecycle: production, owner: platform}}"
@@ -370,7 +374,9 @@ def test_rows_are_written_in_batches_not_per_entity(make_catalog) -> None:
     assert len(inserts) < 10
 
 
-def test_a_location_removed_from_config_takes_its_entities_along(make_catalog, tmp_path) -> None:
+def test_a_location_removed_from_config_takes_its_entities_along(
+    make_catalog: Any, tmp_path: Path
+) -> None:
     catalog = make_catalog(ORG)
     catalog.refresh()
     assert catalog.status("component", "billing") == 200
@@ -379,7 +385,7 @@ def test_a_location_removed_from_config_takes_its_entities_along(make_catalog, t
     assert later.get("/entities") == []
 
 
-def test_kind_namespace_and_name_are_unique_regardless_of_case(make_catalog) -> None:
+def test_kind_namespace_and_name_are_unique_regardless_of_case(make_catalog: Any) -> None:
     files = {
         "all.yaml": """
             apiVersion: backstage.io/v1alpha1
@@ -401,7 +407,7 @@ def test_kind_namespace_and_name_are_unique_regardless_of_case(make_catalog) -> 
     assert "group:default/platform" in location["status"]["items"][0]["message"]
 
 
-def test_a_file_over_the_size_limit_is_refused(make_catalog) -> None:
+def test_a_file_over_the_size_limit_is_refused(make_catalog: Any) -> None:
     big = ORG["org.yaml"] + "\n# " + "x" * 3000 + "\n"
     catalog = make_catalog({"all.yaml": big}, config={"catalog": {"maxFileBytes": 2000}})
     catalog.refresh()
@@ -410,7 +416,9 @@ def test_a_file_over_the_size_limit_is_refused(make_catalog) -> None:
     assert "over the limit of 2000" in location["status"]["items"][0]["message"]
 
 
-def test_the_refresh_loop_picks_up_changes(make_catalog, caplog) -> None:
+def test_the_refresh_loop_picks_up_changes(
+    make_catalog: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     import logging
     import time
 
@@ -443,7 +451,7 @@ def test_the_refresh_loop_picks_up_changes(make_catalog, caplog) -> None:
     assert ", 1 written, " in passes[1], passes[1]
 
 
-def test_an_optional_target_that_is_absent_is_no_problem(make_catalog) -> None:
+def test_an_optional_target_that_is_absent_is_no_problem(make_catalog: Any) -> None:
     files = {
         "all.yaml": """
             apiVersion: backstage.io/v1alpha1
@@ -461,7 +469,9 @@ def test_an_optional_target_that_is_absent_is_no_problem(make_catalog) -> None:
     assert "status" not in catalog.entity("location", "root")
 
 
-def test_batches_stitch_relations_across_each_other(make_catalog, monkeypatch) -> None:
+def test_batches_stitch_relations_across_each_other(
+    make_catalog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from greenroom.catalog.ingest import walk
 
     monkeypatch.setattr(walk, "BATCH", 3)
@@ -486,7 +496,7 @@ def test_batches_stitch_relations_across_each_other(make_catalog, monkeypatch) -
     assert {("dependsOn", "component:default/c4"), ("dependencyOf", "component:default/c2")} <= c3
 
 
-def test_a_pass_costs_in_proportion_to_what_changed(make_catalog) -> None:
+def test_a_pass_costs_in_proportion_to_what_changed(make_catalog: Any) -> None:
     many = "\n---\n".join(
         f"apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {{name: c{i}}}\n"
         f"spec: {{type: service, lifecycle: production, owner: platform}}"
@@ -527,7 +537,7 @@ spec: {type: website, lifecycle: production, owner: platform}
 )
 
 
-def test_parsing_in_a_worker_process_changes_nothing(make_catalog) -> None:
+def test_parsing_in_a_worker_process_changes_nothing(make_catalog: Any) -> None:
     """Large files are parsed in another process; entities, errors and their lines are the
     same as when parsing here."""
     from greenroom.catalog.ingest.parsing import Parser
@@ -537,7 +547,7 @@ def test_parsing_in_a_worker_process_changes_nothing(make_catalog) -> None:
     svc = catalog.service
     root = svc.roots()[0]
 
-    def walk(parser: Parser) -> tuple[list[str], list[tuple[str, dict]]]:
+    def walk(parser: Parser) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
         with svc.reader() as reader:
             walker = Walker(reader, svc.validator, svc.rules, svc.processors, parser=parser)
             result, emitted = walker.walk_all(root)
@@ -555,7 +565,7 @@ def test_parsing_in_a_worker_process_changes_nothing(make_catalog) -> None:
     assert len(here[1]) == 1 + 120  # the root Location and c0..c119
 
 
-def test_a_first_load_builds_the_filter_index_once_at_the_end(make_catalog) -> None:
+def test_a_first_load_builds_the_filter_index_once_at_the_end(make_catalog: Any) -> None:
     """Into an empty catalog the (key, value) index is dropped and built after the pass; a
     pass into a catalog with entities keeps it; a missing one is rebuilt by the next pass (a
     replica that died in the middle of a first load)."""

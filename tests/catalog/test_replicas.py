@@ -27,6 +27,7 @@ def test_a_root_is_held_by_one_replica_at_a_time(database_url: str) -> None:
     b = Leases(engine, "replica-b", timedelta(seconds=30))
     a.sync(["file:/x.yaml", "file:/y.yaml"])
     first, second = a.claim_due(), b.claim_due()
+    assert first is not None and second is not None
     assert {first, second} == {"file:/x.yaml", "file:/y.yaml"}
     assert a.claim_due() is None and b.claim_due() is None
     assert not b.claim(first)  # held by a: marked due for a instead
@@ -175,7 +176,7 @@ def _wait_for_holder(engine: sa.Engine, procs: list[subprocess.Popen[bytes]]) ->
     while time.monotonic() < deadline:
         owner = _last_owner(engine)
         if owner:
-            return owner
+            return str(owner)
         assert all(p.poll() is None for p in procs), "a replica exited"
         time.sleep(0.02)
     raise AssertionError("no replica claimed the root")

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from greenroom.app import create_app, create_context
+from greenroom.app import create_app
 from greenroom.config import load_config
+from greenroom.context import create_context
 from tests.conftest import ALL_KINDS
 from tests.httpserver import base_url, serve_folder
 
@@ -571,7 +572,9 @@ def _pointer(*parts: str) -> str:
     return "/".join(part.replace("~", "~0").replace("/", "~1") for part in parts)
 
 
-def response_errors(spec: dict[str, Any], method: str, path: str, status: int, body: Any) -> list:
+def response_errors(
+    spec: dict[str, Any], method: str, path: str, status: int, body: Any
+) -> list[str]:
     """Where ``body`` breaks the schema Backstage's spec gives that response."""
     from jsonschema import Draft202012Validator
     from referencing import Registry, Resource

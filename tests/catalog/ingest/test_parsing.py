@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -52,7 +54,7 @@ def test_a_few_aliases_are_fine() -> None:
         max_size=5,
     )
 )
-def test_round_trip_of_generated_documents(docs: list[dict]) -> None:
+def test_round_trip_of_generated_documents(docs: list[dict[str, Any]]) -> None:
     text = yaml.safe_dump_all(docs, explicit_start=True)
     parsed = [d.data for d in parse_documents(text)]
     assert parsed == docs

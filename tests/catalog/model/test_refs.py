@@ -19,7 +19,7 @@ from greenroom.catalog.model.refs import CompoundRef, RefError, parse_ref
         ("other/api-x", {"default_kind": "API"}, "api:other/api-x"),
     ],
 )
-def test_parse_with_context_defaults(ref: str, defaults: dict, expected: str) -> None:
+def test_parse_with_context_defaults(ref: str, defaults: dict[str, str], expected: str) -> None:
     assert str(parse_ref(ref, **defaults)) == expected
 
 
