@@ -393,7 +393,7 @@ def router(context: AppContext) -> APIRouter:
         """A page of a by-query (``GET`` or ``POST``) from its state: the first request's or a
         cursor's."""
         page = 200 if limit is None else limit
-        sets = _where(state)
+        condition = _where(state)
         order = state.order[0] if state.order else None
         position = _position(state)
         count = state.total is None and state.totalItems == "include"
@@ -406,7 +406,7 @@ def router(context: AppContext) -> APIRouter:
             # when an index gives the page in order: the total is a query of its own.
             rows, counted = pages.read(
                 conn,
-                sets,
+                condition,
                 order,
                 matches,
                 position=position,
@@ -415,7 +415,7 @@ def router(context: AppContext) -> APIRouter:
                 limit=page + 1,
                 total=count,
             )
-            where = queries.filter_clause(sets)
+            where = queries.filter_clause(condition)
             if matches is not None:
                 where = sa.and_(where, entities.c.ref.in_(sa.select(matches.c.ref)))
             if state.total is None:
