@@ -575,6 +575,29 @@ def test_sqlite_commits_leave_their_pages_in_the_log_until_it_is_large(database_
     engine.dispose()
 
 
+def test_a_sqlite_log_grown_by_one_large_transaction_shrinks_back(database_url: str) -> None:
+    """One transaction larger than the checkpoint threshold (a first load's index build) makes
+    the write-ahead log as large; once it is copied back and a write starts it over, the file
+    is cut back to the threshold instead of staying that large on disk."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's write-ahead log")
+    engine = db.create_engine(database_url)
+    db.upgrade(engine)
+    log = Path(database_url.removeprefix("sqlite:///") + "-wal")
+    limit = db.WAL_AUTOCHECKPOINT_PAGES * 4096
+    with db.write_transaction(engine) as conn:
+        conn.exec_driver_sql("CREATE TABLE scratch (b BLOB)")
+        conn.exec_driver_sql(  # a reader, held open, would stop the copy: none is
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 36000) "
+            "INSERT INTO scratch SELECT randomblob(4000) FROM n"
+        )
+    assert log.stat().st_size > limit  # the commit copied it back, the file is as large
+    with db.write_transaction(engine) as conn:  # the next write starts the log over
+        conn.exec_driver_sql("DELETE FROM scratch WHERE rowid = 1")
+    assert log.stat().st_size <= limit
+    engine.dispose()
+
+
 def test_sqlite_reads_open_no_transaction_and_reuse_pooled_connections(
     database_url: str,
 ) -> None:

@@ -150,9 +150,12 @@ def create_engine(
             # (SQLite's default is 1,000, 4 MiB). A batch of a first load dirties pages all over
             # the indexes on refs; copied back at every commit, they were written twice per
             # batch, and commits took 10 of the 45 s of writes at 100,000 entities. At 128 MiB
-            # several batches share a copy: 66 -> 57 s for that load, alternating; the file
-            # of the log stays that size on disk.
+            # several batches share a copy: 66 -> 57 s for that load, alternating.
             cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+            # A single transaction can make the log far larger (building the indexes after a
+            # first load of 100,000 entities writes 400 MB there), and SQLite keeps the file at
+            # its largest size for reuse: cut back to the same 128 MiB each time it starts over.
+            cursor.execute(f"PRAGMA journal_size_limit={WAL_AUTOCHECKPOINT_PAGES * 4096}")
             # Temporary files stay files (SQLite's default): building the deferred indexes of
             # a first load sorts every search row, and with temp_store=MEMORY that sort sat in
             # the process (50,000 entities: peak 429 MiB, against 303 with files, no slower).
