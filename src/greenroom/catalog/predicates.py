@@ -84,20 +84,56 @@ _OPERATORS = ("$exists", "$in", "$contains", "$hasPrefix")
 
 def from_filters(sets: Sequence[dict[str, list[str] | None]]) -> Node | None:
     """The tree of ``filter`` parameters: each is ``{key: values or None}`` (all must hold);
-    several are alternatives. ``None`` when there is no filter."""
+    several are alternatives. ``None`` when there is no filter.
+
+    Alternatives that are each one value of one key (``filter=metadata.name=a&filter=
+    metadata.name=b``, as a client fetching entities by name sends) become one condition with
+    every value, as within one parameter: one ``IN`` rather than an ``OR`` per parameter, which
+    SQLite refused past a few hundred. What remains is bounded as predicates are (a 400).
+    """
     if not sets:
         return None
-    return AnyOf(
-        tuple(
+    merged: dict[str, list[str]] = {}
+    parts: list[Node] = []
+    for fset in sets:
+        if len(fset) == 1:
+            key, values = next(iter(fset.items()))
+            if values is not None:
+                if key not in merged:
+                    merged[key] = []
+                    parts.append(Match(key))  # its place; the values come below
+                merged[key].extend(values)
+                continue
+        parts.append(
             All(
                 tuple(
                     Match(key, None if values is None else tuple(values))
-                    for key, values in s.items()
+                    for key, values in fset.items()
                 )
             )
-            for s in sets
+        )
+    tree = AnyOf(
+        tuple(
+            Match(part.key, tuple(dict.fromkeys(merged[part.key])))
+            if isinstance(part, Match)
+            else part
+            for part in parts
         )
     )
+    matches = _matches(tree)
+    if len(matches) > MAX_CONDITIONS or sum(len(m.values or ()) for m in matches) > MAX_VALUES:
+        raise InvalidInput(
+            f"Invalid filter: more than {MAX_CONDITIONS} conditions or {MAX_VALUES} values in all"
+        )
+    return tree
+
+
+def _matches(node: Node) -> list[Match]:
+    if isinstance(node, Match):
+        return [node]
+    if isinstance(node, Not):
+        return _matches(node.part)
+    return [match for part in node.parts for match in _matches(part)]
 
 
 def parse(data: Any) -> Node:
