@@ -3,24 +3,28 @@ in place, so a migration copies the table into its new shape."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import sqlalchemy as sa
 from alembic import op
 
 
-def copy_table(name: str, new: sa.Table, fill: str, indexes: Iterable[sa.Index]) -> None:
-    """Replace table ``name`` with ``new`` (a table of another name, created here), filled by
-    the ``INSERT ... SELECT`` statement ``fill``; then create ``indexes`` (dropped with the old
-    table) and, when the database has statistics, analyse the table again: the copy lost its
-    rows of ``sqlite_stat1``, without which SQLite planned ordered pages 20-50 times slower,
-    and nothing analyses a catalog that does not change."""
+def copy_table(table: sa.Table, fill: str) -> None:
+    """Replace the table of ``table``'s name with ``table`` (its new shape, indexes included).
+
+    The rows go through a copy named ``<name>_new``, created here without indexes (index
+    names are the database's, and the old table still holds them) and filled by the
+    ``INSERT ... SELECT`` statement ``fill``; the old table is dropped, the copy renamed, and
+    ``table``'s indexes created. When the database has statistics the table is analysed
+    again: the copy lost its rows of ``sqlite_stat1``, without which SQLite planned ordered
+    pages 20-50 times slower, and nothing analyses a catalog that does not change."""
     bind = op.get_bind()
+    name = table.name
+    new = table.to_metadata(sa.MetaData(), name=f"{name}_new")
+    new.indexes.clear()
     new.create(bind)
     op.execute(fill)
     op.execute(f"DROP TABLE {name}")
     op.execute(f"ALTER TABLE {new.name} RENAME TO {name}")
-    for index in indexes:
+    for index in table.indexes:
         index.create(bind)
     if bind.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").first():
         op.execute(f"ANALYZE {name}")

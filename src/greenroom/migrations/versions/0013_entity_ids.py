@@ -41,9 +41,8 @@ COLUMNS = (
 )
 
 
-def _entities(name: str, with_id: bool) -> sa.Table:
-    """``catalog_entities`` as it is after this migration (``with_id``) or before it, with its
-    indexes when ``name`` is its own."""
+def _entities(with_id: bool) -> sa.Table:
+    """``catalog_entities`` as it is after this migration (``with_id``) or before it."""
     key: list[sa.Column[object]] = (
         [
             sa.Column("id", ID, primary_key=True, autoincrement=False),
@@ -53,7 +52,7 @@ def _entities(name: str, with_id: bool) -> sa.Table:
         else [sa.Column("ref", REF, primary_key=True)]
     )
     return sa.Table(
-        name,
+        "catalog_entities",
         sa.MetaData(),
         *key,
         sa.Column("uid", sa.String(36), nullable=False, unique=True),
@@ -71,21 +70,15 @@ def _entities(name: str, with_id: bool) -> sa.Table:
         sa.Column("etag", sa.String(40), nullable=True),
         sa.Column("orphan", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        *(
-            [
-                sa.Index("ix_catalog_entities_origin", "origin_key"),
-                sa.Index("ix_catalog_entities_source", "origin_key", "source_hash"),
-                sa.Index("ix_catalog_entities_kind_name", "kind", "namespace", "name"),
-                sa.Index(
-                    "ix_catalog_entities_served_kind",
-                    sa.func.lower(sa.column("kind")),
-                    "ref",
-                    sqlite_where=sa.text("final IS NOT NULL"),
-                    postgresql_where=sa.text("final IS NOT NULL"),
-                ),
-            ]
-            if name == "catalog_entities"
-            else []
+        sa.Index("ix_catalog_entities_origin", "origin_key"),
+        sa.Index("ix_catalog_entities_source", "origin_key", "source_hash"),
+        sa.Index("ix_catalog_entities_kind_name", "kind", "namespace", "name"),
+        sa.Index(
+            "ix_catalog_entities_served_kind",
+            sa.func.lower(sa.column("kind")),
+            "ref",
+            sqlite_where=sa.text("final IS NOT NULL"),
+            postgresql_where=sa.text("final IS NOT NULL"),
         ),
     )
 
@@ -103,12 +96,7 @@ def _copy_sqlite(with_id: bool) -> None:
             f"INSERT INTO catalog_entities_new ({COLUMNS}) "
             f"SELECT {COLUMNS} FROM catalog_entities ORDER BY id"
         )
-    copy_table(
-        "catalog_entities",
-        _entities("catalog_entities_new", with_id),
-        fill,
-        _entities("catalog_entities", with_id).indexes,
-    )
+    copy_table(_entities(with_id), fill)
 
 
 def upgrade() -> None:

@@ -40,10 +40,8 @@ ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 N_DISTINCT = -0.03  # rows per entity, as for ``ref`` (migration 0010)
 
 
-def _search(name: str, with_id: bool) -> sa.Table:
-    """``catalog_search`` after this migration (``with_id``) or before it, with its indexes
-    when ``name`` is its own."""
-    own = name == "catalog_search"
+def _search(with_id: bool) -> sa.Table:
+    """``catalog_search`` after this migration (``with_id``) or before it."""
     if with_id:
         columns = [sa.Column("entity_id", ID, nullable=False)]
         indexes = [
@@ -59,14 +57,14 @@ def _search(name: str, with_id: bool) -> sa.Table:
             sa.Index("ix_catalog_search_ref_key", "ref", "key", "value"),
         ]
     return sa.Table(
-        name,
+        "catalog_search",
         sa.MetaData(),
         sa.Column("ref", REF, nullable=False),
         sa.Column("key", sa.String(255), nullable=False),
         sa.Column("value", sa.String(255), nullable=True),
         sa.Column("original_value", sa.String(255), nullable=True),
         *columns,
-        *(indexes if own else []),
+        *indexes,
     )
 
 
@@ -82,12 +80,7 @@ def _copy_sqlite(with_id: bool) -> None:
             "INSERT INTO catalog_search_new (ref, key, value, original_value) "
             "SELECT ref, key, value, original_value FROM catalog_search"
         )
-    copy_table(
-        "catalog_search",
-        _search("catalog_search_new", with_id),
-        fill,
-        _search("catalog_search", with_id).indexes,
-    )
+    copy_table(_search(with_id), fill)
 
 
 def upgrade() -> None:
@@ -104,7 +97,7 @@ def upgrade() -> None:
     )
     op.execute("DELETE FROM catalog_search WHERE entity_id IS NULL")
     op.alter_column("catalog_search", "entity_id", nullable=False)
-    for index in _search("catalog_search", with_id=True).indexes:
+    for index in _search(with_id=True).indexes:
         index.create(op.get_bind())
     op.execute(f"ALTER TABLE catalog_search ALTER COLUMN entity_id SET (n_distinct = {N_DISTINCT})")
     create_text_indexes(op.get_bind(), create_extension=False)
@@ -116,5 +109,5 @@ def downgrade() -> None:
         _copy_sqlite(with_id=False)
         return
     op.drop_column("catalog_search", "entity_id")  # and the two indexes that hold it
-    for index in _search("catalog_search", with_id=False).indexes:
+    for index in _search(with_id=False).indexes:
         index.create(op.get_bind())
