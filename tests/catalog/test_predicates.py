@@ -190,6 +190,12 @@ def test_a_predicate_too_deep_or_too_large_is_refused(catalog: Any) -> None:
     response = catalog.client.post("/api/catalog/entities/by-query", json={"query": many})
     assert response.status_code == 400
     assert "more than 5000 values" in response.json()["error"]["message"]
+    owners = {"type": "ownedBy", "targetRef": {"$in": [f"group:default/g{i}" for i in range(3000)]}}
+    names_ = {"metadata.name": {"$in": [f"n{i}" for i in range(2001)]}}
+    both = {"$all": [{"relations": {"$contains": owners}}, names_]}  # relations' $in count too
+    response = catalog.client.post("/api/catalog/entities/by-query", json={"query": both})
+    assert response.status_code == 400
+    assert "more than 5000 values" in response.json()["error"]["message"]
     facets = catalog.client.post("/api/catalog/entity-facets", json={"facets": []})
     assert facets.status_code == 400
     assert facets.json()["error"]["message"] == "Missing or empty facets parameter"

@@ -287,7 +287,7 @@ class _Parser(_Reader[Node]):
                     break  # reported below, as a missing type
                 type_ = value
             elif name == "targetref":
-                targets = _target_refs(value)
+                targets = self.target_refs(value, where)
             else:
                 raise InvalidInput(
                     f'Unsupported key "{raw_key}" in $contains for "relations". '
@@ -299,25 +299,25 @@ class _Parser(_Reader[Node]):
             )
         return Match(f"relations.{type_.lower()}", targets)
 
-
-def _target_refs(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (_utf8(value, "targetRef").lower(),)
-    if (
-        isinstance(value, dict)
-        and list(value) == ["$in"]
-        and isinstance(value["$in"], list)
-        and all(isinstance(v, str) for v in value["$in"])
-    ):
-        if not value["$in"]:
-            raise InvalidInput('Empty "$in" array for $contains on "relations" is not allowed')
-        if len(value["$in"]) > MAX_VALUES:
-            raise InvalidInput(f"Invalid query: more than {MAX_VALUES} values in all")
-        return tuple(_utf8(v, "targetRef").lower() for v in value["$in"])
-    raise InvalidInput(
-        'Unsupported value in $contains for "relations": expected a string or '
-        f'{{ "$in": [strings] }}, but got {_show(value)}'
-    )
+    def target_refs(self, value: Any, where: str) -> tuple[str, ...]:
+        """The ``targetRef`` of a relations ``$contains``: one ref, or ``{"$in": [refs]}``
+        (counted with every other ``$in``)."""
+        if isinstance(value, str):
+            return (_utf8(value, "targetRef").lower(),)
+        if (
+            isinstance(value, dict)
+            and list(value) == ["$in"]
+            and isinstance(value["$in"], list)
+            and all(isinstance(v, str) for v in value["$in"])
+        ):
+            if not value["$in"]:
+                raise InvalidInput('Empty "$in" array for $contains on "relations" is not allowed')
+            refs = self.counted(value["$in"], where)
+            return tuple(_utf8(v, "targetRef").lower() for v in refs)
+        raise InvalidInput(
+            'Unsupported value in $contains for "relations": expected a string or '
+            f'{{ "$in": [strings] }}, but got {_show(value)}'
+        )
 
 
 def _is_primitive(value: Any) -> bool:
