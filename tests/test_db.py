@@ -584,7 +584,7 @@ def test_a_sqlite_log_grown_by_one_large_transaction_shrinks_back(database_url: 
     engine = db.create_engine(database_url)
     db.upgrade(engine)
     log = Path(database_url.removeprefix("sqlite:///") + "-wal")
-    limit = db.WAL_AUTOCHECKPOINT_PAGES * 4096
+    limit = db.WAL_FILE_LIMIT
     with db.write_transaction(engine) as conn:
         conn.exec_driver_sql("CREATE TABLE scratch (b BLOB)")
         conn.exec_driver_sql(  # a reader, held open, would stop the copy: none is

@@ -83,6 +83,9 @@ PING_AFTER_IDLE = 5.0
 CONNECT_TIMEOUT = 10
 #: SQLite: pages the write-ahead log holds before a commit copies it back (see ``_pragmas``).
 WAL_AUTOCHECKPOINT_PAGES = 32768
+#: SQLite: bytes the log's file is cut back to when the log starts over: the same 128 MiB, in
+#: pages of SQLite's default size, which Greenroom keeps.
+WAL_FILE_LIMIT = WAL_AUTOCHECKPOINT_PAGES * 4096
 _IDLE_SINCE = "greenroom_idle_since"
 
 
@@ -155,7 +158,7 @@ def create_engine(
             # A single transaction can make the log far larger (building the indexes after a
             # first load of 100,000 entities writes 400 MB there), and SQLite keeps the file at
             # its largest size for reuse: cut back to the same 128 MiB each time it starts over.
-            cursor.execute(f"PRAGMA journal_size_limit={WAL_AUTOCHECKPOINT_PAGES * 4096}")
+            cursor.execute(f"PRAGMA journal_size_limit={WAL_FILE_LIMIT}")
             # Temporary files stay files (SQLite's default): building the deferred indexes of
             # a first load sorts every search row, and with temp_store=MEMORY that sort sat in
             # the process (50,000 entities: peak 429 MiB, against 303 with files, no slower).
