@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
 from greenroom import __version__, errors
-from greenroom.config import CONFIG_FILES_ENV, load_config
-from greenroom.context import AppContext, create_context
+from greenroom.context import AppContext
 from greenroom.plugins import flatten
 
 log = logging.getLogger(__name__)
@@ -58,10 +55,3 @@ def create_app(context: AppContext, *, background: bool = True) -> FastAPI:
         }
 
     return app
-
-
-def app_from_environment() -> FastAPI:
-    """The app of one worker of ``greenroom serve --workers N``: the parent process names the
-    config files in ``GREENROOM_CONFIG_FILES`` and has already migrated the database."""
-    files = json.loads(os.environ.get(CONFIG_FILES_ENV, "[]"))
-    return create_app(create_context(load_config(files), migrate=False))

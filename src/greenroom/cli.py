@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from greenroom.config import CONFIG_FILES_ENV, Config, ConfigError, load_config
-from greenroom.context import AppContext
+from greenroom.config import Config, ConfigError, load_config
+from greenroom.context import AppContext, create_context
 from greenroom.plugins import plugin_manager
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Greenroom developer portal.")
 db_cli = typer.Typer(no_args_is_help=True, help="Database commands.")
@@ -38,8 +39,6 @@ def config_or_exit(paths: list[Path] | None) -> Config:
 
 def context_or_exit(cfg: Config) -> AppContext:
     """Database and plugins for ``cfg``, or the problem (naming the key) and exit status 2."""
-    from greenroom.context import create_context
-
     try:
         return create_context(cfg)
     except ConfigError as exc:
@@ -58,8 +57,9 @@ def serve(
 ) -> None:
     """Run the portal (API and background refresh) until interrupted.
 
-    With ``--workers N`` there are N processes on one port; each is a replica, and they share
-    the refresh work through leases in the database.
+    With ``--workers N`` there are N processes on one port (forked by gunicorn's master, see
+    ``greenroom/workers.py``); each is a replica, and they share the refresh work through
+    leases in the database.
     """
     import uvicorn
 
@@ -67,18 +67,27 @@ def serve(
 
     cfg = config_or_exit(config)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    listen = {
-        "host": host or cfg.backend.listen.host,
-        "port": port if port is not None else cfg.backend.listen.port,
-        "log_level": "info",
-    }
+    host = host or cfg.backend.listen.host
+    port = port if port is not None else cfg.backend.listen.port
     context = context_or_exit(cfg)  # migrates once, before any worker starts
     if workers == 1:
-        uvicorn.run(create_app(context), **listen)  # type: ignore[arg-type]
+        uvicorn.run(create_app(context), host=host, port=port, log_level="info")
         return
-    context.engine.dispose()
-    os.environ[CONFIG_FILES_ENV] = json.dumps([str(p) for p in cfg.files])
-    uvicorn.run("greenroom.app:app_from_environment", factory=True, workers=workers, **listen)  # type: ignore[arg-type]
+    if sys.platform == "win32":
+        typer.echo("greenroom: --workers needs gunicorn, which runs on Linux and macOS", err=True)
+        raise typer.Exit(2)
+    from greenroom import workers as pool
+
+    context.engine.dispose()  # the workers are forked: each opens connections of its own
+
+    def build() -> FastAPI:
+        return create_app(create_context(cfg, migrate=False))
+
+    try:
+        pool.serve(build, host=host, port=port, workers=workers)
+    except pool.PortInUse as exc:
+        typer.echo(f"greenroom: {exc.strerror}", err=True)
+        raise typer.Exit(3) from exc
 
 
 @db_cli.command("upgrade")

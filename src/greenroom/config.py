@@ -20,7 +20,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import URL
 
-CONFIG_FILES_ENV = "GREENROOM_CONFIG_FILES"  # config files of `serve --workers`, as JSON
 _ENV = re.compile(r"\$(\$?)\{([^}]*)\}")
 
 
