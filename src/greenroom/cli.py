@@ -66,6 +66,9 @@ def serve(
     from greenroom.app import create_app
 
     cfg = config_or_exit(config)
+    if workers > 1 and sys.platform == "win32":
+        typer.echo("greenroom: --workers needs gunicorn, which runs on Linux and macOS", err=True)
+        raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     host = host or cfg.backend.listen.host
     port = port if port is not None else cfg.backend.listen.port
@@ -73,11 +76,11 @@ def serve(
     if workers == 1:
         uvicorn.run(create_app(context), host=host, port=port, log_level="info")
         return
-    if sys.platform == "win32":
-        typer.echo("greenroom: --workers needs gunicorn, which runs on Linux and macOS", err=True)
-        raise typer.Exit(2)
     from greenroom import workers as pool
 
+    # Built once here and thrown away: what is wrong with the plugins fails here as it does
+    # with one process, and the workers are forked with every module of the app imported.
+    create_app(context, background=False)
     context.engine.dispose()  # the workers are forked: each opens connections of its own
 
     def build() -> FastAPI:
@@ -85,9 +88,14 @@ def serve(
 
     try:
         pool.serve(build, host=host, port=port, workers=workers)
-    except pool.PortInUse as exc:
+    except pool.CannotListen as exc:
         typer.echo(f"greenroom: {exc.strerror}", err=True)
         raise typer.Exit(3) from exc
+    except SystemExit as exc:
+        if exc.code in pool.BOOT_FAILURES:  # gunicorn's: a worker could not start
+            typer.echo("greenroom: a worker could not start (its error is above)", err=True)
+            raise typer.Exit(1) from exc
+        raise
 
 
 @db_cli.command("upgrade")

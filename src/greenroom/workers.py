@@ -2,43 +2,65 @@
 
 uvicorn's own ``--workers`` starts each worker with ``spawn``: a fresh interpreter that imports
 FastAPI, SQLAlchemy, pydantic and Greenroom all over again. On two cores that put the API of
-two workers up at 1.6-2.1 s instead of 1.0 s for one process, and the first refresh pass (which
-starts in a worker) that much later, with 1.2 s more CPU spent beside it. gunicorn's master
-forks its workers instead: they start with everything the master imported, in milliseconds,
-and share those pages with it until they write to them. The master also supervises them as
-uvicorn's does: a worker that dies is replaced, SIGTERM or SIGINT stops them gracefully.
+two workers up at 2.3 s instead of 1.1 s, and the first refresh pass (which starts in a worker)
+that much later, with 2.4 s more CPU spent beside it. gunicorn's master forks its workers
+instead: they start with everything the master imported, in milliseconds, and share those pages
+with it until they write to them. The master also supervises them as uvicorn's does: a worker
+that dies is replaced; SIGTERM, SIGINT or SIGQUIT stop them gracefully.
 
-The master imports the app's modules before it forks, but builds no app: each worker builds its
-own (:meth:`Master.load` runs after the fork), with a database engine and connections of its own
-(a connection must never cross a fork). The master has already migrated the database.
+The master builds the app once, to import everything and to fail as one process fails (a
+broken plugin: a traceback and status 1), and then throws it away: each worker builds its own
+(:meth:`Master.load` runs after the fork), with a database engine and connections of its own (a
+connection must never cross a fork). The master has already migrated the database.
 """
 
 from __future__ import annotations
 
-import errno
+import ctypes
+import gc
+import signal
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
-#: Seconds a worker may go without telling the master it is alive before it is killed and
-#: replaced. Its event loop tells it; the refresh loop's writes run in a thread beside it, so a
-#: long pass does not count, but a loop held by the interpreter lock for seconds must not
-#: either (gunicorn's default is 30 s).
+#: Seconds a worker may go without telling the master it is alive before the master kills it
+#: (SIGABRT) and starts another. Its event loop tells it every half of this, so a loop blocked
+#: for 60-120 s counts; the refresh loop's writes run in a thread beside the loop and do not
+#: (gunicorn's default is 30 s).
 HEARTBEAT_TIMEOUT = 120
 #: Seconds a worker has to finish its requests and its shutdown after SIGTERM.
 GRACEFUL_TIMEOUT = 30
 #: Seconds an idle keep-alive connection stays open: uvicorn's default, as with one process
 #: (gunicorn's own is 2).
 KEEP_ALIVE = 5
+#: Exit statuses of gunicorn's master when a worker could not start or load the app.
+BOOT_FAILURES = (3, 4)
 
 
-class PortInUse(OSError):
-    """The address to listen on is taken (or not this machine's)."""
+class CannotListen(OSError):
+    """The address to listen on is taken, not this machine's, or not a name that resolves."""
 
 
-class Master(BaseApplication):  # type: ignore[misc]  # gunicorn has no type hints
+class GracefulArbiter(Arbiter):  # type: ignore[misc]  # gunicorn has no type hints
+    """gunicorn's master, with SIGINT and SIGQUIT stopping the workers as SIGTERM does.
+
+    gunicorn sends its workers SIGQUIT ("stop now") on SIGINT, and uvicorn's worker does not act
+    on SIGQUIT (Kludex/uvicorn-worker#2): a master interrupted alone (``kill -INT``, a container
+    stopped with SIGINT) left its workers serving until it killed them 30 s later, without their
+    shutdown. Ctrl-C in a terminal reaches every process of the group and never showed it.
+    """
+
+    def handle_int(self) -> None:
+        raise StopIteration  # as handle_term: halt() stops the workers with SIGTERM
+
+    handle_quit = handle_int
+
+
+class Master(BaseApplication):  # type: ignore[misc]
     """gunicorn's master, configured from Greenroom's options instead of gunicorn's command
     line; ``build`` makes the ASGI app of one worker."""
 
@@ -54,30 +76,45 @@ class Master(BaseApplication):  # type: ignore[misc]  # gunicorn has no type hin
     def load(self) -> Any:
         return self.build()
 
+    def run(self) -> None:
+        GracefulArbiter(self).run()
+
+
+def _die_with_the_master(_arbiter: Any, _worker: Any) -> None:
+    """gunicorn's ``post_fork`` hook: on Linux, the kernel sends the worker SIGTERM when its
+    master dies, even by SIGKILL (the out-of-memory killer); otherwise workers would go on
+    serving, refreshing and holding the port, and the next ``serve`` could not start."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
 
 def check_port(host: str, port: int) -> None:
-    """Raise :class:`PortInUse` if ``host:port`` cannot be listened on.
+    """Raise :class:`CannotListen` if ``host:port`` cannot be listened on.
 
     gunicorn retries a taken port five times, a second apart, and then exits with status 1; one
     process (uvicorn) says so at once, with status 3. Checked here first so that both behave
     alike; a port taken between this check and gunicorn's bind still ends in gunicorn's way.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
-                message = f"cannot listen on {host}:{port}: {exc.strerror}"
-                raise PortInUse(exc.errno, message) from exc
-            raise
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+            probe.bind(address)
+    except OSError as exc:  # socket.gaierror included: a name that does not resolve
+        raise CannotListen(exc.errno, f"cannot listen on {shown}: {exc.strerror}") from exc
 
 
 def serve(build: Callable[[], Any], *, host: str, port: int, workers: int) -> None:
-    """Run ``workers`` processes serving ``build()``'s app on ``host:port`` until stopped."""
+    """Run ``workers`` processes serving ``build()``'s app on ``host:port`` until stopped.
+
+    Raises :class:`CannotListen` before anything starts when the address cannot be listened on;
+    ends with ``SystemExit`` of a status in :data:`BOOT_FAILURES` when a worker could not start.
+    """
     check_port(host, port)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    gc.freeze()  # what the master allocated stays shared with the forks: no collection moves it
     Master(
         build,
         {
@@ -88,6 +125,7 @@ def serve(build: Callable[[], Any], *, host: str, port: int, workers: int) -> No
             "graceful_timeout": GRACEFUL_TIMEOUT,
             "keepalive": KEEP_ALIVE,
             "proc_name": "greenroom",
+            "post_fork": _die_with_the_master,
             "accesslog": "-",  # one line per request on stdout, as uvicorn's
             "errorlog": "-",
             "loglevel": "info",

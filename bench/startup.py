@@ -1,0 +1,137 @@
+"""How long a server of Greenroom's stack takes to answer its first request, from process start.
+
+At 1,000 entities the shared workload's ingestion time (from process start until every entity
+is served with its relations) is mostly this: starting Python and importing the libraries the
+design prescribes (FastAPI on Starlette, uvicorn, SQLAlchemy, pydantic). Three servers, each
+started ``--runs`` times, timed until their first ``200``:
+
+- ``empty app``: a FastAPI app with one route, importing what Greenroom's server imports
+  (SQLAlchemy, pydantic, typer) and nothing of Greenroom: the floor of the stack;
+- ``greenroom, no catalog``: ``greenroom serve`` on a new SQLite database with no locations
+  (its configuration, migrations, plugins and routes on top of the floor);
+- ``greenroom, 1,000 entities``: the same with the shared workload's 1,000 entities, until
+  ``/api/catalog/entities`` holds them all (for comparison with the workload's figure).
+
+    .venv/bin/python bench/startup.py --entities-file /tmp/b1/entities-n1000.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+EMPTY_APP = """
+import pydantic, sqlalchemy, typer
+import uvicorn
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/healthcheck")
+async def healthcheck():
+    return {"status": "ok"}
+
+
+uvicorn.run(app, host="127.0.0.1", port=int(__import__("sys").argv[1]), log_level="warning")
+"""
+
+CONFIG = """
+backend: {{database: "sqlite:///{database}", listen: {{port: {port}}}}}
+catalog:
+  processingInterval: {{seconds: 100}}
+  maxFileBytes: 2147483648
+  rules: [{{allow: [Component, API, Resource, System, Domain, Group, User, Location, Template]}}]
+  locations: {locations}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str) -> bytes | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bytes(response.read()) if response.status == 200 else None
+    except OSError:
+        return None
+
+
+def _time_until(command: list[str], ready: Callable[[], bool]) -> float:
+    """Seconds from starting ``command`` until ``ready()``; the process is stopped after."""
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not ready():
+            if process.poll() is not None:
+                raise SystemExit(f"{command} exited with status {process.returncode}")
+            if time.monotonic() - started > 60:
+                raise SystemExit(f"{command} did not answer within 60 s")
+            time.sleep(0.01)
+        return time.monotonic() - started
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--entities-file", help="the workload's entities, for the third line")
+    parser.add_argument("--count", type=int, default=1001, help="entities served when done")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="greenroom-startup-"))
+    (work / "empty_app.py").write_text(EMPTY_APP)
+
+    def greenroom(locations: str) -> tuple[list[str], int]:
+        port = _free_port()
+        database = work / f"db-{port}.sqlite"
+        config = work / f"app-config-{port}.yaml"
+        config.write_text(CONFIG.format(database=database, port=port, locations=locations))
+        return [sys.executable, "-m", "greenroom", "serve", "-c", str(config)], port
+
+    def served(port: int) -> bool:
+        body = _get(f"http://127.0.0.1:{port}/api/catalog/entities/by-query?limit=0")
+        return body is not None and json.loads(body)["totalItems"] >= args.count
+
+    rows: dict[str, list[float]] = {"empty app": [], "greenroom, no catalog": []}
+    if args.entities_file:
+        rows["greenroom, 1,000 entities"] = []
+    for _ in range(args.runs):  # interleaved, so that the machine's drift touches each alike
+        port = _free_port()
+        rows["empty app"].append(
+            _time_until(
+                [sys.executable, str(work / "empty_app.py"), str(port)],
+                lambda p=port: _get(f"http://127.0.0.1:{p}/healthcheck") is not None,
+            )
+        )
+        command, port = greenroom("[]")
+        rows["greenroom, no catalog"].append(
+            _time_until(
+                command, lambda p=port: _get(f"http://127.0.0.1:{p}/healthcheck") is not None
+            )
+        )
+        if args.entities_file:
+            target = json.dumps([{"type": "file", "target": args.entities_file}])
+            command, port = greenroom(target)
+            rows["greenroom, 1,000 entities"].append(_time_until(command, lambda p=port: served(p)))
+    print("| server | first answer, s (min / median / max) |")
+    print("| --- | --- |")
+    for name, times in rows.items():
+        print(f"| {name} | {min(times):.2f} / {statistics.median(times):.2f} / {max(times):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
