@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -77,11 +78,11 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float = 60) -> None
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _start(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """``serve --workers 2`` on a port the system picks; the master and that port."""
+def _start(config: Path, log: Path, *options: str) -> tuple[subprocess.Popen[bytes], int]:
+    """``serve`` on a port the system picks; the process and that port."""
     with log.open("wb") as out:
-        master = subprocess.Popen(
-            [*SERVE, "-c", str(config), "--port", "0", "--workers", "2"],
+        server = subprocess.Popen(
+            [*SERVE, "-c", str(config), "--port", "0", *options],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -89,14 +90,16 @@ def _start(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     found: list[int] = []
 
     def listening() -> bool:
-        assert master.poll() is None, log.read_text()
-        match = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", log.read_text())
+        assert server.poll() is None, log.read_text()
+        # gunicorn's line, or uvicorn's
+        where = r"(?:Listening at: |running on )http://127\.0\.0\.1:(\d+)"
+        match = re.search(where, log.read_text())
         if match:
             found.append(int(match.group(1)))
         return bool(found)
 
-    _wait(listening, "the master to listen")
-    return master, found[0]
+    _wait(listening, "the server to listen")
+    return server, found[0]
 
 
 def _gone(pids: set[int]) -> bool:
@@ -112,14 +115,14 @@ def test_workers_are_forked_replaced_when_killed_and_stopped_with_the_master(
     answering. SIGTERM or SIGINT to the master alone stops every worker through its shutdown
     (status 0); a master killed outright takes its workers with it."""
     log = tmp_path / "serve.log"
-    master, port = _start(_config(tmp_path, database_url), log)
+    master, port = _start(_config(tmp_path, database_url), log, "--workers", "2")
     try:
         _wait(lambda: _served(port) == N + 1, "every component and the Location served")
-        # The pass's line comes once its indexes are built, after everything is served; a
-        # worker killed before it would take the pass with it.
-        _wait(lambda: "catalog pass:" in log.read_text(), "the refresh, in a worker")
+        # The pass's line comes once its indexes are built, after everything is served.
+        _wait(lambda: "catalog pass:" in log.read_text(), "the first load")
+        # The first load's own process (a new, small catalog) ends once it is done.
+        _wait(lambda: len(_children(master.pid)) == 2, "two workers and nothing else")
         workers = _children(master.pid)
-        assert len(workers) == 2, log.read_text()
         for pid in workers:
             assert b"spawn_main" not in _cmdline(pid)  # not a new interpreter: a fork
 
@@ -168,3 +171,77 @@ def test_a_taken_port_stops_workers_at_once_with_status_3(tmp_path: Path) -> Non
         assert done.returncode == 3, done.stderr
         assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
         assert "Connection in use" not in done.stderr  # gunicorn's way: five tries, status 1
+
+
+def _relations(port: int, ref: str) -> set[tuple[str, str]]:
+    kind, _, rest = ref.partition(":")
+    namespace, _, name = rest.partition("/")
+    entity = httpx.get(
+        f"http://127.0.0.1:{port}/api/catalog/entities/by-name/{kind}/{namespace}/{name}",
+        timeout=5,
+    ).json()
+    return {(r["type"], r["targetRef"]) for r in entity["relations"]}
+
+
+def test_a_new_small_catalog_is_loaded_by_a_process_forked_at_start(
+    database_url: str, tmp_path: Path
+) -> None:
+    """One process: the first load of a new catalog runs in a child forked once the database
+    is migrated, beside the server's start; it is served whole and the child is reaped. A
+    restart on the loaded catalog refreshes in the server itself."""
+    config = _config(tmp_path, database_url)
+    text = _serve_until_served(config, tmp_path / "serve-new.log", first_load=True)
+    assert "catalog pass: 1 location(s) read, 41 written" in text
+    text = _serve_until_served(config, tmp_path / "serve-again.log", first_load=False)
+    assert "loading the new catalog" not in text  # not a new catalog: the loop's work
+
+
+def _serve_until_served(config: Path, log: Path, *, first_load: bool) -> str:
+    server, port = _start(config, log)
+    try:
+        _wait(lambda: _served(port) == N + 1, "every component and the Location served")
+        if first_load:
+            forked = re.search(r"loading the new catalog in process (\d+)", log.read_text())
+            assert forked is not None, log.read_text()
+            child = int(forked.group(1))
+            assert child != server.pid
+            _wait(lambda: _gone({child}), "the first load's process to end and be reaped")
+            _wait(lambda: "catalog pass:" in log.read_text(), "the first load's summary")
+        assert _relations(port, "component:default/svc-7") >= {("ownedBy", "group:default/team")}
+        assert _children(server.pid) == set()
+        return log.read_text()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def test_only_a_new_catalog_of_small_roots_is_loaded_apart_at_start(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large roots keep their walk apart in the refresh loop (a forked child alive for a long
+    load would hold a second copy of the server's pages); a loaded catalog, a loop turned off
+    or a database in this process's memory are never loaded apart."""
+    from greenroom.catalog.ingest import apart
+    from greenroom.catalog.plugin import service
+    from greenroom.catalog.service import first_load_apart
+    from greenroom.config import load_config
+    from greenroom.context import create_context
+
+    config = _config(tmp_path, database_url)
+
+    def context_with(**catalog: object) -> Any:
+        cfg = load_config([config], env={}, extra={"catalog": catalog} if catalog else None)
+        return create_context(cfg)
+
+    new = context_with()
+    assert first_load_apart(new)
+    assert not first_load_apart(context_with(processingInterval=False))
+    with monkeypatch.context() as patch:
+        patch.setattr(apart, "MIN_BYTES", 0)  # the root is now large enough to walk apart
+        assert not first_load_apart(new)
+    memory = load_config([config], env={}, extra={"backend": {"database": "sqlite://"}})
+    assert not first_load_apart(create_context(memory))
+    service(new).refresh()
+    assert not first_load_apart(new)  # loaded: refreshes are the loop's
+    new.engine.dispose()

@@ -61,10 +61,6 @@ def serve(
     ``greenroom/workers.py``); each is a replica, and they share the refresh work through
     leases in the database.
     """
-    import uvicorn
-
-    from greenroom.app import create_app
-
     cfg = config_or_exit(config)
     if workers > 1 and sys.platform == "win32":
         typer.echo("greenroom: --workers needs gunicorn, which runs on Linux and macOS", err=True)
@@ -73,6 +69,12 @@ def serve(
     host = host or cfg.backend.listen.host
     port = port if port is not None else cfg.backend.listen.port
     context = context_or_exit(cfg)  # migrates once, before any worker starts
+    # Before the web stack is imported: what a plugin starts now runs beside that import.
+    context.plugins.hook.greenroom_serve_starting(context=context)
+    import uvicorn
+
+    from greenroom.app import create_app
+
     if workers == 1:
         uvicorn.run(create_app(context), host=host, port=port, log_level="info")
         return

@@ -16,16 +16,15 @@ connection must never cross a fork). The master has already migrated the databas
 
 from __future__ import annotations
 
-import ctypes
 import gc
-import signal
 import socket
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
+
+from greenroom.forks import die_with_parent
 
 #: Seconds a worker may go without telling the master it is alive before the master kills it
 #: (SIGABRT) and starts another. Its event loop tells it every half of this, so a loop blocked
@@ -81,12 +80,10 @@ class Master(BaseApplication):  # type: ignore[misc]
 
 
 def _die_with_the_master(_arbiter: Any, _worker: Any) -> None:
-    """gunicorn's ``post_fork`` hook: on Linux, the kernel sends the worker SIGTERM when its
-    master dies, even by SIGKILL (the out-of-memory killer); otherwise workers would go on
-    serving, refreshing and holding the port, and the next ``serve`` could not start."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    """gunicorn's ``post_fork`` hook: a worker ends with its master, even one killed outright;
+    otherwise workers would go on serving, refreshing and holding the port, and the next
+    ``serve`` could not start."""
+    die_with_parent()
 
 
 def check_port(host: str, port: int) -> None:

@@ -14,9 +14,10 @@ from greenroom.catalog.processors import (
     ValidationProcessor,
 )
 from greenroom.catalog.providers import ConfigLocationProvider, RegisteredLocationProvider
-from greenroom.catalog.service import CatalogService, catalog_validator
+from greenroom.catalog.service import CatalogService, catalog_validator, first_load_apart
 from greenroom.context import AppContext
 from greenroom.contracts import BackgroundTask, EntityProvider, Processor
+from greenroom.forks import run_forked
 from greenroom.plugins import hookimpl
 
 if TYPE_CHECKING:  # a walk's process loads this plugin for its processors, not for the web
@@ -87,6 +88,29 @@ def greenroom_background_tasks(context: AppContext) -> list[BackgroundTask]:
             await asyncio.sleep(max(poll, 0.05))
 
     return [refresh_loop]
+
+
+@hookimpl
+def greenroom_serve_starting(context: AppContext) -> None:
+    """A new, small catalog is loaded at once in a forked process (see
+    :func:`~greenroom.catalog.service.first_load_apart`), while the server starts beside it.
+
+    The child claims the roots' leases as any replica does, so the server's refresh loop, once
+    it runs, finds them taken and then not due; if the child fails, the leases run out and the
+    loop loads the catalog itself.
+    """
+    if not first_load_apart(context):
+        return
+    context.engine.dispose()  # no pooled connection may cross the fork
+
+    def first_load() -> None:
+        summary = CatalogService(context).run_due()  # its own leases' owner: this process
+        if summary.changed:
+            log.info("catalog pass: %s", summary.describe())
+
+    pid = run_forked("catalog first load", first_load)
+    if pid is not None:
+        log.info("catalog: loading the new catalog in process %d", pid)
 
 
 @hookimpl

@@ -63,14 +63,19 @@ class WalkProcessError(RuntimeError):
     """The walk's process failed; the message holds its traceback or exit code."""
 
 
+def in_memory(url: sa.URL) -> bool:
+    """Whether ``url`` is a SQLite database in this process's memory, which no other process
+    (spawned or forked) shares."""
+    return url.get_backend_name() == "sqlite" and (
+        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+    )
+
+
 def worth_a_process(context: AppContext, root: RootLocation) -> bool:
     """Whether ``root`` is walked apart: a large file root, plugins another process can load."""
     if not context.rebuildable or root.type != "file":
         return False
-    url = context.engine.url
-    if url.get_backend_name() == "sqlite" and (
-        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
-    ):
+    if in_memory(context.engine.url):
         return False  # another process would open an empty database of its own
     if _has_entities(context, root):
         return False  # a refresh: mostly unchanged documents, skipped before they are parsed
