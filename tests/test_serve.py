@@ -119,7 +119,7 @@ def test_workers_are_forked_replaced_when_killed_and_stopped_with_the_master(
     try:
         _wait(lambda: _served(port) == N + 1, "every component and the Location served")
         # The pass's line comes once its indexes are built, after everything is served.
-        _wait(lambda: "catalog pass:" in log.read_text(), "the first load")
+        _wait(lambda: "catalog pass" in log.read_text(), "the first load")
         # The first load's own process (a new, small catalog) ends once it is done.
         _wait(lambda: len(_children(master.pid)) == 2, "two workers and nothing else")
         workers = _children(master.pid)
@@ -190,8 +190,7 @@ def test_a_new_small_catalog_is_loaded_by_a_process_forked_at_start(
     is migrated, beside the server's start; it is served whole and the child is reaped. A
     restart on the loaded catalog refreshes in the server itself."""
     config = _config(tmp_path, database_url)
-    text = _serve_until_served(config, tmp_path / "serve-new.log", first_load=True)
-    assert "catalog pass: 1 location(s) read, 41 written" in text
+    _serve_until_served(config, tmp_path / "serve-new.log", first_load=True)
     text = _serve_until_served(config, tmp_path / "serve-again.log", first_load=False)
     assert "loading the new catalog" not in text  # not a new catalog: the loop's work
 
@@ -206,7 +205,12 @@ def _serve_until_served(config: Path, log: Path, *, first_load: bool) -> str:
             child = int(forked.group(1))
             assert child != server.pid
             _wait(lambda: _gone({child}), "the first load's process to end and be reaped")
-            _wait(lambda: "catalog pass:" in log.read_text(), "the first load's summary")
+            loaded = re.search(
+                r"catalog pass \(the first load, process (\d+)\): (.*)", log.read_text()
+            )
+            assert loaded is not None, log.read_text()
+            assert int(loaded.group(1)) == child  # the child did the work, not the server
+            assert loaded.group(2).startswith("1 location(s) read, 41 written"), loaded.group(2)
         assert _relations(port, "component:default/svc-7") >= {("ownedBy", "group:default/team")}
         assert _children(server.pid) == set()
         return log.read_text()
@@ -222,7 +226,7 @@ def test_only_a_new_catalog_of_small_roots_is_loaded_apart_at_start(
     """Large roots keep their walk apart in the refresh loop (a forked child alive for a long
     load would hold a second copy of the server's pages); a loaded catalog, a loop turned off
     or a database in this process's memory are never loaded apart."""
-    from greenroom.catalog.ingest import apart
+    from greenroom.catalog import service as service_module
     from greenroom.catalog.plugin import service
     from greenroom.catalog.service import first_load_apart
     from greenroom.config import load_config
@@ -236,12 +240,18 @@ def test_only_a_new_catalog_of_small_roots_is_loaded_apart_at_start(
 
     new = context_with()
     assert first_load_apart(new)
-    assert not first_load_apart(context_with(processingInterval=False))
+    off = context_with(processingInterval=False)
+    assert not first_load_apart(off)
+    off.engine.dispose()
     with monkeypatch.context() as patch:
-        patch.setattr(apart, "MIN_BYTES", 0)  # the root is now large enough to walk apart
+        size = (tmp_path / "catalog.yaml").stat().st_size
+        patch.setattr(service_module, "MIN_BYTES", size)  # as large as the limit: not small
         assert not first_load_apart(new)
-    memory = load_config([config], env={}, extra={"backend": {"database": "sqlite://"}})
-    assert not first_load_apart(create_context(memory))
+    memory = create_context(
+        load_config([config], env={}, extra={"backend": {"database": "sqlite://"}})
+    )
+    assert not first_load_apart(memory)
+    memory.engine.dispose()
     service(new).refresh()
     assert not first_load_apart(new)  # loaded: refreshes are the loop's
     new.engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -69,6 +70,11 @@ def serve(
     host = host or cfg.backend.listen.host
     port = port if port is not None else cfg.backend.listen.port
     context = context_or_exit(cfg)  # migrates once, before any worker starts
+    try:
+        check_port(host, port)
+    except CannotListen as exc:
+        typer.echo(f"greenroom: {exc.strerror}", err=True)
+        raise typer.Exit(3) from exc
     # Before the web stack is imported: what a plugin starts now runs beside that import.
     context.plugins.hook.greenroom_serve_starting(context=context)
     import uvicorn
@@ -90,14 +96,33 @@ def serve(
 
     try:
         pool.serve(build, host=host, port=port, workers=workers)
-    except pool.CannotListen as exc:
-        typer.echo(f"greenroom: {exc.strerror}", err=True)
-        raise typer.Exit(3) from exc
     except SystemExit as exc:
         if exc.code in pool.BOOT_FAILURES:  # gunicorn's: a worker could not start
             typer.echo("greenroom: a worker could not start (its error is above)", err=True)
             raise typer.Exit(1) from exc
         raise
+
+
+class CannotListen(OSError):
+    """The address to listen on is taken, not this machine's, or not a name that resolves."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise :class:`CannotListen` if ``host:port`` cannot be listened on.
+
+    Checked before anything starts (a plugin's work forked at start, workers): uvicorn would
+    say so only once the app is built, and gunicorn retries a taken port five times, a second
+    apart, and then exits with status 1. A port taken between this check and the server's own
+    bind still ends in uvicorn's or gunicorn's way.
+    """
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+            probe.bind(address)
+    except OSError as exc:  # socket.gaierror included: a name that does not resolve
+        raise CannotListen(exc.errno, f"cannot listen on {shown}: {exc.strerror}") from exc
 
 
 @db_cli.command("upgrade")

@@ -8,40 +8,53 @@ thread and no open database connection.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int | None = None) -> None:
     """In a forked process: on Linux, have the kernel send it SIGTERM when its parent dies, even
-    by SIGKILL (the out-of-memory killer), so that it does not go on alone; elsewhere nothing."""
+    by SIGKILL (the out-of-memory killer), so that it does not go on alone; elsewhere nothing.
+    With ``parent`` (its pid before the fork), a parent already gone ends it at once."""
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if parent is not None and os.getppid() != parent:  # died before the call above
+            os._exit(1)
 
 
 def run_forked(name: str, work: Callable[[], None]) -> int | None:
-    """Run ``work`` in a forked process; returns its pid, or ``None`` where there is no fork.
+    """Run ``work`` in a forked process; returns its pid, or ``None`` where it could not fork
+    (no ``os.fork``, or the system refused: then the caller's usual path does the work).
 
-    The child ends when ``work`` returns (status 0) or raises (status 1, the error logged), with
-    its parent, or on SIGTERM; it never returns into the caller's code. The parent reaps it from a
-    daemon thread (blocked in ``waitpid``, holding no lock, so later forks stay safe).
+    Call it from the main thread. The child ends when ``work`` returns (status 0) or raises
+    (status 1, the error logged), and, on Linux, with its parent. It ignores SIGINT: Ctrl-C
+    reaches a terminal's whole process group, and the server stopping is what ends it, as it
+    ends a pass running in the server's own thread (killed with its process, its leases left to
+    run out, so that the work is taken up again). It never returns into the caller's code. The
+    parent reaps it on SIGCHLD, with no thread (gunicorn's master, which reaps any child,
+    replaces that handler with its own).
     """
     if not hasattr(os, "fork"):
         return None
-    pid = os.fork()
+    parent = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:
+        log.warning("could not fork a process for the %s; doing it here", name, exc_info=True)
+        return None
     if pid == 0:  # the child
         status = 1
         try:
-            die_with_parent()
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            die_with_parent(parent)
             work()
             status = 0
         except BaseException:
@@ -50,10 +63,13 @@ def run_forked(name: str, work: Callable[[], None]) -> int | None:
             logging.shutdown()  # flush what the handlers hold
             os._exit(status)  # never the parent's atexit handlers or its finally blocks
 
-    def reap() -> None:
-        # gunicorn's master reaps any child it sees end: then there is nothing left here.
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+    def reap(_signum: int, _frame: object) -> None:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid  # reaped elsewhere
+        if done == pid:  # then never again: its pid may be another child's one day
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
-    threading.Thread(target=reap, name=f"reap-{name}", daemon=True).start()
+    signal.signal(signal.SIGCHLD, reap)
     return pid

@@ -63,14 +63,14 @@ def greenroom_background_tasks(context: AppContext) -> list[BackgroundTask]:
 
 @hookspec
 def greenroom_serve_starting(context: AppContext) -> None:
-    """Called by ``greenroom serve`` once the database is migrated, before the web stack is
-    imported and before any worker or thread starts: the moment to fork work that should begin
-    at once, beside the server's own start (the catalog's first load of a new, small catalog).
+    """Called by ``greenroom serve`` once the database is migrated and the port checked,
+    before the web stack is imported and before any worker starts: the moment to fork work that
+    should begin at once, beside the server's own start (the catalog's first load of a new,
+    small catalog).
 
     An implementation that forks must close the context's pooled connections first
-    (``context.engine.dispose()``), give the child services of its own, and end the child with
-    ``os._exit`` (:func:`greenroom.forks.run_forked` does all but the first two). It must not
-    leave a thread running in this process but one blocked reaping its child.
+    (``context.engine.dispose()``) and give the child services of its own;
+    :func:`greenroom.forks.run_forked` does the rest. It must start no thread in this process.
     """
 
 

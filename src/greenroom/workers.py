@@ -17,7 +17,6 @@ connection must never cross a fork). The master has already migrated the databas
 from __future__ import annotations
 
 import gc
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -38,10 +37,6 @@ GRACEFUL_TIMEOUT = 30
 KEEP_ALIVE = 5
 #: Exit statuses of gunicorn's master when a worker could not start or load the app.
 BOOT_FAILURES = (3, 4)
-
-
-class CannotListen(OSError):
-    """The address to listen on is taken, not this machine's, or not a name that resolves."""
 
 
 class GracefulArbiter(Arbiter):  # type: ignore[misc]  # gunicorn has no type hints
@@ -79,37 +74,18 @@ class Master(BaseApplication):  # type: ignore[misc]
         GracefulArbiter(self).run()
 
 
-def _die_with_the_master(_arbiter: Any, _worker: Any) -> None:
+def _die_with_the_master(arbiter: Any, _worker: Any) -> None:
     """gunicorn's ``post_fork`` hook: a worker ends with its master, even one killed outright;
     otherwise workers would go on serving, refreshing and holding the port, and the next
     ``serve`` could not start."""
-    die_with_parent()
-
-
-def check_port(host: str, port: int) -> None:
-    """Raise :class:`CannotListen` if ``host:port`` cannot be listened on.
-
-    gunicorn retries a taken port five times, a second apart, and then exits with status 1; one
-    process (uvicorn) says so at once, with status 3. Checked here first so that both behave
-    alike; a port taken between this check and gunicorn's bind still ends in gunicorn's way.
-    """
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
-            probe.bind(address)
-    except OSError as exc:  # socket.gaierror included: a name that does not resolve
-        raise CannotListen(exc.errno, f"cannot listen on {shown}: {exc.strerror}") from exc
+    die_with_parent(arbiter.pid)
 
 
 def serve(build: Callable[[], Any], *, host: str, port: int, workers: int) -> None:
     """Run ``workers`` processes serving ``build()``'s app on ``host:port`` until stopped.
 
-    Raises :class:`CannotListen` before anything starts when the address cannot be listened on;
-    ends with ``SystemExit`` of a status in :data:`BOOT_FAILURES` when a worker could not start.
+    Ends with ``SystemExit`` of a status in :data:`BOOT_FAILURES` when a worker could not start.
     """
-    check_port(host, port)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     gc.freeze()  # what the master allocated stays shared with the forks: no collection moves it
     Master(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import TYPE_CHECKING
 
+from greenroom.catalog.ingest.parsing import Parser
 from greenroom.catalog.model.kinds import BUILTIN_KINDS, KindSpec
 from greenroom.catalog.processors import (
     AnnotationProcessor,
@@ -96,17 +98,19 @@ def greenroom_serve_starting(context: AppContext) -> None:
     :func:`~greenroom.catalog.service.first_load_apart`), while the server starts beside it.
 
     The child claims the roots' leases as any replica does, so the server's refresh loop, once
-    it runs, finds them taken and then not due; if the child fails, the leases run out and the
-    loop loads the catalog itself.
+    it runs, finds them taken and then not due. It parses in itself (a pool of parsers would be
+    one more interpreter to start). If it dies, its leases run out (``catalog.leaseDuration``)
+    and the refresh loop loads the catalog.
     """
     if not first_load_apart(context):
         return
     context.engine.dispose()  # no pooled connection may cross the fork
 
     def first_load() -> None:
-        summary = CatalogService(context).run_due()  # its own leases' owner: this process
-        if summary.changed:
-            log.info("catalog pass: %s", summary.describe())
+        catalog = CatalogService(context)  # its own leases' owner: this process
+        catalog.parser = Parser(workers=0)
+        summary = catalog.run_due()
+        log.info("catalog pass (the first load, process %d): %s", os.getpid(), summary.describe())
 
     pid = run_forked("catalog first load", first_load)
     if pid is not None:

@@ -79,14 +79,20 @@ def worth_a_process(context: AppContext, root: RootLocation) -> bool:
         return False  # another process would open an empty database of its own
     if _has_entities(context, root):
         return False  # a refresh: mostly unchanged documents, skipped before they are parsed
+    return root_bytes(root, MIN_BYTES) >= MIN_BYTES
+
+
+def root_bytes(root: RootLocation, enough: int) -> int:
+    """About how many bytes a file root's first walk reads: its files, and (while below
+    ``enough``) the files its Locations name one level down; 0 when it cannot be sized."""
     try:
         files = Reader.expand_file_target(root.target)
         size = sum(_regular_size(path) for path in files)
-        if size < MIN_BYTES:
+        if size < enough:
             size += sum(_named_bytes(path) for path in files)
     except Exception:
-        return False
-    return size >= MIN_BYTES
+        return 0
+    return size
 
 
 def _regular_size(path: str) -> int:
