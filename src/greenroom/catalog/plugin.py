@@ -99,8 +99,8 @@ def greenroom_serve_starting(context: AppContext) -> None:
 
     The child claims the roots' leases as any replica does, so the server's refresh loop, once
     it runs, finds them taken and then not due. It parses in itself (a pool of parsers would be
-    one more interpreter to start). If it dies, its leases run out (``catalog.leaseDuration``)
-    and the refresh loop loads the catalog.
+    one more interpreter to start) and keeps the indexes up as it writes. If it dies, its
+    leases run out (``catalog.leaseDuration``) and the refresh loop loads the catalog.
     """
     if not first_load_apart(context):
         return
@@ -109,6 +109,9 @@ def greenroom_serve_starting(context: AppContext) -> None:
     def first_load() -> None:
         catalog = CatalogService(context)  # its own leases' owner: this process
         catalog.parser = Parser(workers=0)
+        # Small: its indexes are kept up row by row, so that this process ends as soon as its
+        # last entity is served (until then its pages count beside the server's).
+        catalog.defer_indexes = False
         summary = catalog.run_due()
         log.info("catalog pass (the first load, process %d): %s", os.getpid(), summary.describe())
 

@@ -77,6 +77,8 @@ class CatalogService:
         self.ingestion = IngestionEngine(self.engine, self.config.catalog.orphan_strategy)
         self.parser = Parser()  # parses large files in another process
         self.leases = Leases(self.engine, replica_id(), self.config.catalog.lease_duration)
+        # Whether a first load builds its largest indexes at its end (IngestionEngine.bulk_load)
+        self.defer_indexes = True
 
     def reader(self) -> Reader:
         """A reader with this config's allow-list and size limit."""
@@ -146,7 +148,9 @@ class CatalogService:
         bulk = False
         try:
             with (
-                self.ingestion.bulk_load(summary, busy=self.leases.first_walk_held) as bulk,
+                self.ingestion.bulk_load(
+                    summary, busy=self.leases.first_walk_held, defer=self.defer_indexes
+                ) as bulk,
                 self.reader() as reader,
             ):
                 if bulk:  # an empty catalog: every root's next walk is a first load again

@@ -143,7 +143,7 @@ class IngestionEngine:
 
     @contextmanager
     def bulk_load(
-        self, summary: PassSummary, busy: Callable[[], bool] = lambda: False
+        self, summary: PassSummary, busy: Callable[[], bool] = lambda: False, defer: bool = True
     ) -> Iterator[bool]:
         """A pass that may be the first load of a large catalog; yields whether it is.
 
@@ -157,11 +157,17 @@ class IngestionEngine:
         way (another replica's first load, even when this pass found the catalog empty too and
         had nothing to do: building them then would cost that load what deferring them saves;
         the last walk to end builds them). Refreshes under way do not hold them back.
-        Indexes change no answer: no new generation.
+        Indexes change no answer: no new generation. ``defer=False`` keeps the indexes of a
+        load known to be small (see ``first_load_apart``): maintained row by row they cost it
+        little, and nothing is left to build once its last entity is served.
         """
+        # Another replica's first walk under way decided for itself (the server's loop beside
+        # the small load it forked, which keeps them). Asked before the transaction: it reads
+        # on a connection of its own.
+        defer = defer and not busy()
         with self._lock, write_transaction(self.engine, changes_data=False) as conn:
             empty = conn.execute(sa.select(search.c.ref).limit(1)).first() is None
-            if empty:
+            if empty and defer:
                 for index in DEFERRED_INDEXES:
                     index.drop(conn, checkfirst=True)
                 drop_text_indexes(conn)
