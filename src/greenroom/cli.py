@@ -95,12 +95,17 @@ def serve(
         return create_app(create_context(cfg, migrate=False))
 
     try:
-        pool.serve(build, host=host, port=port, workers=workers)
+        pool.serve(build, address=address(host, port), workers=workers)
     except SystemExit as exc:
         if exc.code in pool.BOOT_FAILURES:  # gunicorn's: a worker could not start
             typer.echo("greenroom: a worker could not start (its error is above)", err=True)
             raise typer.Exit(1) from exc
         raise
+
+
+def address(host: str, port: int) -> str:
+    """``host:port``, an IPv6 host in brackets (as gunicorn's ``bind`` and messages want)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class CannotListen(OSError):
@@ -115,14 +120,16 @@ def check_port(host: str, port: int) -> None:
     apart, and then exits with status 1. A port taken between this check and the server's own
     bind still ends in uvicorn's or gunicorn's way.
     """
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[
+            0
+        ]
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
-            probe.bind(address)
+            probe.bind(sockaddr)
     except OSError as exc:  # socket.gaierror included: a name that does not resolve
-        raise CannotListen(exc.errno, f"cannot listen on {shown}: {exc.strerror}") from exc
+        message = f"cannot listen on {address(host, port)}: {exc.strerror}"
+        raise CannotListen(exc.errno, message) from exc
 
 
 @db_cli.command("upgrade")

@@ -81,12 +81,12 @@ def _die_with_the_master(arbiter: Any, _worker: Any) -> None:
     die_with_parent(arbiter.pid)
 
 
-def serve(build: Callable[[], Any], *, host: str, port: int, workers: int) -> None:
-    """Run ``workers`` processes serving ``build()``'s app on ``host:port`` until stopped.
+def serve(build: Callable[[], Any], *, address: str, workers: int) -> None:
+    """Run ``workers`` processes serving ``build()``'s app on ``address`` (``host:port``, an
+    IPv6 host in brackets) until stopped.
 
     Ends with ``SystemExit`` of a status in :data:`BOOT_FAILURES` when a worker could not start.
     """
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     gc.freeze()  # what the master allocated stays shared with the forks: no collection moves it
     Master(
         build,

@@ -111,8 +111,7 @@ def greenroom_serve_starting(context: AppContext) -> None:
         catalog.parser = Parser(workers=0)
         # Small: its indexes are kept up row by row, so that this process ends as soon as its
         # last entity is served (until then its pages count beside the server's).
-        catalog.defer_indexes = False
-        summary = catalog.run_due()
+        summary = catalog.run_due(defer_indexes=False)
         log.info("catalog pass (the first load, process %d): %s", os.getpid(), summary.describe())
 
     pid = run_forked("catalog first load", first_load)

@@ -77,8 +77,6 @@ class CatalogService:
         self.ingestion = IngestionEngine(self.engine, self.config.catalog.orphan_strategy)
         self.parser = Parser()  # parses large files in another process
         self.leases = Leases(self.engine, replica_id(), self.config.catalog.lease_duration)
-        # Whether a first load builds its largest indexes at its end (IngestionEngine.bulk_load)
-        self.defer_indexes = True
 
     def reader(self) -> Reader:
         """A reader with this config's allow-list and size limit."""
@@ -114,14 +112,15 @@ class CatalogService:
                 self._sweep(summary)
         return summary
 
-    def run_due(self) -> PassSummary:
+    def run_due(self, *, defer_indexes: bool = True) -> PassSummary:
         """Refresh every root that is due and not leased by another replica (the loop's work);
-        several replicas running this share the roots between them."""
+        several replicas running this share the roots between them. ``defer_indexes=False``:
+        a first load keeps its indexes up as it writes (``IngestionEngine.bulk_load``)."""
         summary = PassSummary()
         current = self.roots()
         by_key = {location_key(r.type, r.target): r for r in current}
         self.leases.sync(by_key)
-        with summary.timed("pass"), self._pass(summary) as (walker, bulk):
+        with summary.timed("pass"), self._pass(summary, defer_indexes) as (walker, bulk):
             while (key := self.leases.claim_due()) is not None:
                 root = by_key.get(key)
                 if root is None:  # registered after this loop began: found on the next turn
@@ -136,7 +135,9 @@ class CatalogService:
         return summary
 
     @contextmanager
-    def _pass(self, summary: PassSummary) -> Iterator[tuple[Walker, bool]]:
+    def _pass(
+        self, summary: PassSummary, defer_indexes: bool = True
+    ) -> Iterator[tuple[Walker, bool]]:
         """What every pass shares: a walker, and whether this is the first load of the catalog
         (which defers indexes).
 
@@ -149,7 +150,7 @@ class CatalogService:
         try:
             with (
                 self.ingestion.bulk_load(
-                    summary, busy=self.leases.first_walk_held, defer=self.defer_indexes
+                    summary, busy=self.leases.first_walk_held, defer=defer_indexes
                 ) as bulk,
                 self.reader() as reader,
             ):
