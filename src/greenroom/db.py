@@ -299,6 +299,17 @@ def param_mark(connection: sa.Connection) -> str:
     return "?" if connection.dialect.paramstyle == "qmark" else "%s"
 
 
+def among(connection: sa.Connection, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """``column IN values`` for a statement sent through :func:`driver_cursor`, and its
+    parameters. On PostgreSQL the values are bound as one array (``column = ANY(%s)``): the
+    statement is then the same text whatever their number, and the server parses one parameter
+    instead of hundreds (the writer's reads of 500 refs at a time, in pairs: a third less time).
+    On SQLite, one ``?`` per value, as ``IN`` binds them."""
+    if connection.dialect.name == "postgresql":
+        return f"{column} = ANY(%s)", [list(values)]
+    return f"{column} IN ({', '.join(['?'] * len(values))})", list(values)
+
+
 def driver_usable(connection: sa.Connection) -> bool:
     """Whether a statement sent past SQLAlchemy (:func:`driver_cursor`) runs where SQLAlchemy
     thinks it does: on a reader's connection (each statement on its own) or inside a

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from greenroom.catalog.model.problems import Problem
 from greenroom.catalog.search_rows import Row, relation_rows, search_rows
 from greenroom.catalog.tables import entities, relations, search, stitch_queue
-from greenroom.db import bulk_insert, driver_cursor, param_mark
+from greenroom.db import among, bulk_insert, driver_cursor
 
 ORPHAN_ANNOTATION = "backstage.io/orphan"
 SEARCH_COLUMNS = ("ref", "key", "value", "original_value", "entity_id")
@@ -164,13 +164,28 @@ def mark_for_stitch(connection: sa.Connection, refs: Iterable[str]) -> None:
     A ref may not be stored (yet): a relation can name an entity of a later batch, or one that
     does not exist; stitching skips those and the mark goes with the others.
     """
-    todo = [(ref,) for ref in sorted(set(refs))]
+    todo = sorted(set(refs))
     if not todo:
         return
-    mark = param_mark(connection)
-    connection.exec_driver_sql(
-        f"INSERT INTO {stitch_queue.name} (ref) VALUES ({mark}) ON CONFLICT DO NOTHING", todo
-    )
+    if connection.dialect.name == "postgresql":
+        # One statement for the batch's thousands of marks, instead of one each in a pipeline.
+        connection.exec_driver_sql(
+            f"INSERT INTO {stitch_queue.name} (ref) SELECT unnest(%s::text[]) "
+            "ON CONFLICT DO NOTHING",
+            (todo,),
+        )
+    else:
+        connection.exec_driver_sql(
+            f"INSERT INTO {stitch_queue.name} (ref) VALUES (?) ON CONFLICT DO NOTHING",
+            [(ref,) for ref in todo],
+        )
+
+
+def unmark(connection: sa.Connection, refs: Sequence[str]) -> None:
+    """Take ``refs`` off the queue of :func:`mark_for_stitch` (they were just stitched)."""
+    for part in chunks(refs):
+        where, params = among(connection, "ref", part)
+        connection.exec_driver_sql(f"DELETE FROM {stitch_queue.name} WHERE {where}", tuple(params))
 
 
 def finish_new(connection: sa.Connection, rows: list[dict[str, Any]]) -> list[Row]:
@@ -206,13 +221,10 @@ def _relations_by_source(
     rels: dict[str, set[tuple[str, str]]] = {}
     if not refs:
         return rels
-    mark = param_mark(connection)
-    sql = (
-        f"SELECT source_ref, type, target_ref FROM {relations.name} "
-        f"WHERE source_ref IN ({', '.join([mark] * len(refs))})"
-    )
+    where, params = among(connection, "source_ref", refs)
+    sql = f"SELECT source_ref, type, target_ref FROM {relations.name} WHERE {where}"
     with driver_cursor(connection) as cursor:
-        cursor.execute(sql, list(refs))
+        cursor.execute(sql, params)
         rows = cursor.fetchall()  # at once: row by row costs more than the query
     for source, type_, target in rows:
         rels.setdefault(source, set()).add((type_, target))
