@@ -31,7 +31,7 @@ def test_migrations_and_statistics(database_url: str) -> None:
     db.refresh_statistics(engine)  # VACUUM must run outside a transaction on PostgreSQL
     with engine.connect() as conn:
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0014"
+        assert version == "0015"
         if conn.dialect.name == "postgresql":
             names = conn.execute(sa.text("SELECT stxname FROM pg_statistic_ext")).scalars().all()
             assert "catalog_search_key_value_stats" in names
@@ -95,7 +95,8 @@ def schema_of(engine: sa.Engine) -> dict[str, Any]:
             }
             described["column types"] = conn.exec_driver_sql(
                 "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), "
-                "a.attnotnull, coalesce(co.collname, '') FROM pg_attribute a "
+                "a.attnotnull, coalesce(co.collname, ''), a.attcompression::text "
+                "FROM pg_attribute a "
                 "JOIN pg_class c ON c.oid = a.attrelid "
                 "LEFT JOIN pg_collation co ON co.oid = a.attcollation "
                 "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' "
@@ -140,6 +141,17 @@ def test_a_new_database_is_created_as_the_migrations_build_it(
     assert "catalog_search" in expected and expected["rows"][0] == [(1, 0)]
     if created.dialect.name == "postgresql":
         assert expected["statistics"] and len(expected["column options"]) == 5
+        with created.connect() as conn:
+            lz4 = conn.exec_driver_sql(
+                "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                "WHERE name = 'default_toast_compression'"
+            ).scalar()
+        compressed = {
+            column: method
+            for table, column, *_, method in expected["column types"]
+            if table == "catalog_entities" and method
+        }
+        assert compressed == ({"final": "l", "processed": "l"} if lz4 else {})
     migrate(created, "0008", down=True)
     migrate(created, "head")
     assert schema_of(created) == expected

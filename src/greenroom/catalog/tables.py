@@ -140,11 +140,29 @@ N_DISTINCT = {
 }
 
 
+#: Migration 0015: the entity JSON columns, compressed with lz4 where the server has it.
+LZ4_COLUMNS = {"catalog_entities": ("processed", "final")}
+
+
+def lz4_available(connection: sa.Connection) -> bool:
+    """Whether PostgreSQL can compress values with lz4 (version 14 on, built ``--with-lz4``)."""
+    return bool(
+        connection.exec_driver_sql(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+        ).scalar()
+    )
+
+
+@sa.event.listens_for(entities, "after_create")
 @sa.event.listens_for(search, "after_create")
 @sa.event.listens_for(relations, "after_create")
 def _after_create(table: sa.Table, connection: sa.Connection, **_: object) -> None:
     if connection.dialect.name != "postgresql":
         return
+    columns = LZ4_COLUMNS.get(table.name, ())
+    if columns and lz4_available(connection):
+        alter = ", ".join(f"ALTER COLUMN {column} SET COMPRESSION lz4" for column in columns)
+        connection.exec_driver_sql(f"ALTER TABLE {table.name} {alter}")
     for column, fraction in N_DISTINCT.get(table.name, {}).items():
         connection.exec_driver_sql(
             f"ALTER TABLE {table.name} ALTER COLUMN {column} SET (n_distinct = {fraction})"
