@@ -587,6 +587,32 @@ def test_sqlite_commits_leave_their_pages_in_the_log_until_it_is_large(database_
     engine.dispose()
 
 
+def test_sqlite_ingestion_transactions_have_a_large_page_cache_only_while_they_run(
+    database_url: str,
+) -> None:
+    """An ingestion transaction (``durable=False``) reads index pages all over the file: SQLite
+    gives it a page cache of ``INGEST_CACHE_KIB``. The pooled connection goes back with its
+    default cache, committed or not, so that the pages are freed instead of staying in every
+    connection that ever wrote a batch (each would keep up to 64 MiB)."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's page cache")
+    engine = db.create_engine(database_url, pool_size=1, max_overflow=0)
+    db.upgrade(engine)
+
+    def cache(conn: sa.Connection) -> int:
+        return int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
+
+    with db.write_transaction(engine) as conn:
+        assert cache(conn) == -db.CACHE_KIB
+    with db.write_transaction(engine, durable=False) as conn:
+        assert cache(conn) == -db.INGEST_CACHE_KIB < -db.CACHE_KIB
+    with pytest.raises(ZeroDivisionError), db.write_transaction(engine, durable=False) as conn:
+        _ = 1 / 0
+    with engine.connect() as conn:  # the pool's one connection, both times
+        assert cache(conn) == -db.CACHE_KIB
+    engine.dispose()
+
+
 def test_a_sqlite_log_grown_by_one_large_transaction_shrinks_back(database_url: str) -> None:
     """One transaction larger than the checkpoint threshold (a first load's index build) makes
     the write-ahead log as large; once it is copied back and a write starts it over, the file
