@@ -109,6 +109,7 @@ def greenroom_serve_starting(context: AppContext) -> None:
     def first_load() -> None:
         catalog = CatalogService(context)  # its own leases' owner: this process
         catalog.parser = Parser(workers=0)
+        catalog.release_after = None  # this process ends with its pass
         # Small: its indexes are kept up row by row, so that this process ends as soon as its
         # last entity is served (until then its pages count beside the server's).
         summary = catalog.run_due(defer_indexes=False)

@@ -76,6 +76,9 @@ class CatalogService:
         self.rules = RulesEnforcer(self.config.catalog.rules)
         self.ingestion = IngestionEngine(self.engine, self.config.catalog.orphan_strategy)
         self.parser = Parser()  # parses large files in another process
+        # Freed memory goes back to the system after a large pass; not in a process that ends
+        # with its pass (the forked first load), where the collection only delays its end.
+        self.release_after: int | None = RELEASE_AFTER
         self.leases = Leases(self.engine, replica_id(), self.config.catalog.lease_duration)
 
     def reader(self) -> Reader:
@@ -172,7 +175,7 @@ class CatalogService:
     def _shrink(self, summary: PassSummary) -> None:
         """Stop the parser's worker; after a large pass, give freed memory back."""
         self.parser.close()
-        if summary.written >= RELEASE_AFTER:
+        if self.release_after is not None and summary.written >= self.release_after:
             release_memory()
 
     def _walk_leased(
