@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from greenroom.catalog.ingest import parsing
 from greenroom.catalog.ingest.parsing import parse_documents
 
 
@@ -65,3 +69,111 @@ def test_round_trip_of_generated_documents(docs: list[dict[str, Any]]) -> None:
 def test_never_raises_on_arbitrary_text(text: str) -> None:
     for doc in parse_documents(text):
         assert (doc.error is None) or (doc.data is None)
+
+
+def _built(text: str, *, ours: bool) -> Any:
+    """A document as parsing builds it (``ours``) or as PyYAML's constructor does, or the
+    error either raises."""
+    loader = parsing._Loader(text)
+    try:
+        node = loader.get_single_node()
+        assert node is not None
+        if ours:
+            return parsing._construct(loader, node, aliased="*" in text)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        return f"error: {exc}"
+    finally:
+        loader.dispose()
+
+
+TRICKY = [
+    "a: 1\nb: 1.5\nc: .inf\nd: 0x1F\ne: 1_000\nf: ~\ng:\nh: true\ni: on\nj: 2001-12-14\n",
+    "200: ok\n404: {description: gone}\n1.5: x\nnull: y\ntrue: z\n",
+    "base: &b {x: 1, y: [1, 2]}\nderived:\n  <<: *b\n  y: 3\n",
+    "inline:\n  <<: {x: 1}\n  y: 2\n",
+    "? [a, b]\n: value\n",
+    "? {a: 1}\n: value\n",
+    "tagged: !custom value\n",
+    "s: !!str 12\ni: !!int '12'\nb: !!binary aGVsbG8=\n",
+    "set: !!set {a, b}\nomap: !!omap [{a: 1}, {b: 2}]\npairs: !!pairs [{a: 1}, {a: 2}]\n",
+    "quoted: 'true'\ndouble: \"1\"\nblock: |\n  line 1\n  line 2\nfolded: >\n  a\n  b\n",
+    "dup: 1\ndup: 2\n",
+    "- a\n- [b, {c: [d, {e: f}]}]\n- ''\n",
+    "just a string\n",
+    "recursive: &r [*r]\n",
+]
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_documents_are_built_as_pyyaml_builds_them(text: str) -> None:
+    """Documents without aliases are built by parsing's own constructor, not PyYAML's: for
+    every kind of node (other tags, merge keys, keys that are not strings, errors) the value or
+    the error must be PyYAML's."""
+    expected, got = _built(text, ours=False), _built(text, ours=True)
+    if text.startswith("recursive"):  # a list holding itself: compare its shape
+        assert got["recursive"][0] is got["recursive"]
+        return
+    assert got == expected
+    assert _types(got) == _types(expected)
+
+
+def test_a_document_nested_too_deep_for_the_recursion_is_built_by_pyyaml() -> None:
+    """libyaml allows 1,000 levels; parsing's constructor recurses once per level, and gives a
+    document it cannot finish to PyYAML's."""
+    doc = parsing.parse_document(0, 0, "deep: " + "[" * 990 + "x" + "]" * 990 + "\n")
+    assert doc.error is None
+    node, depth = doc.data["deep"], 0
+    while isinstance(node, list):
+        node, depth = node[0], depth + 1
+    assert (node, depth) == ("x", 990)
+
+
+def _types(value: Any) -> Any:
+    """The value with the type of every leaf (``1 == 1.0 == True`` would hide a difference)."""
+    if isinstance(value, dict):
+        return {repr(k): _types(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_types(v) for v in value]
+    return type(value).__name__
+
+
+def test_every_yaml_file_of_the_compatibility_folder_is_built_as_pyyaml_builds_it() -> None:
+    """Real catalog files: Backstage's examples, its demo site, its templates."""
+    folder = os.environ.get("GREENROOM_COMPAT_DIR")
+    if not folder:
+        pytest.skip("GREENROOM_COMPAT_DIR is not set")
+    files = [*Path(folder).rglob("*.yaml"), *Path(folder).rglob("*.yml")]
+    documents = 0
+    for path in files:
+        for _, chunk in parsing.split_documents(path.read_text(errors="replace")):
+            assert _built(chunk, ours=True) == _built(chunk, ours=False), f"{path}"
+            documents += 1
+    assert documents > 100
+
+
+scalars = st.one_of(
+    st.text(max_size=8),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(["yes", "on", "~", "0x10", "1e3", "2020-01-01", "<<", "!x", "*a", "&b"]),
+)
+values = st.recursive(
+    scalars,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=6) | st.integers(), children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@given(values, st.sampled_from([None, False, True]))
+@settings(max_examples=300, deadline=None)
+def test_generated_documents_are_built_as_pyyaml_builds_them(value: Any, flow: bool | None) -> None:
+    text = yaml.safe_dump({"root": value}, default_flow_style=flow, allow_unicode=True)
+    got, expected = _built(text, ours=True), _built(text, ours=False)
+    assert got == expected
+    assert _types(got) == _types(expected)

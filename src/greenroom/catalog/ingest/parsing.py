@@ -126,7 +126,7 @@ def parse_document(index: int, offset: int, chunk: str) -> Document:
             if "*" in chunk:  # only aliases can expand, and an alias is written with a star
                 _check_expansion(node)
             doc.line = node.start_mark.line + offset + 1
-            doc.data = loader.construct_document(node)
+            doc.data = _construct(loader, node, aliased="*" in chunk)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         doc.error = f"YAML syntax error: {exc.problem or exc.context}"
@@ -143,6 +143,46 @@ def parse_document(index: int, offset: int, chunk: str) -> Document:
     finally:
         loader.dispose()
     return doc
+
+
+_STR, _SEQ, _MAP = (f"tag:yaml.org,2002:{name}" for name in ("str", "seq", "map"))
+
+
+def _construct(loader: _Loader, node: yaml.Node, *, aliased: bool) -> Any:
+    """The Python value of a composed document: what ``loader.construct_document`` gives.
+
+    PyYAML's constructor handles every tag, aliases and recursive structures through a
+    generator per collection and several lookups per node: it was half of the parsing of a
+    large catalog. A document without aliases is built here instead, directly, for the nodes
+    that make up catalogs (strings, sequences, mappings); every other node (numbers, booleans,
+    nulls, merge keys, other tags, unhashable keys) is handed to PyYAML's constructor, so the
+    values and the errors are PyYAML's. A document with aliases, or nested too deep for this
+    recursion, is constructed by PyYAML whole.
+    """
+    if not aliased:
+        try:
+            return _build(loader, node)
+        except RecursionError:
+            pass
+    return loader.construct_document(node)
+
+
+def _build(loader: _Loader, node: yaml.Node) -> Any:
+    tag = node.tag
+    kind = type(node)
+    if kind is yaml.ScalarNode and tag == _STR:
+        return node.value
+    if kind is yaml.SequenceNode and tag == _SEQ:
+        return [_build(loader, item) for item in node.value]
+    if kind is yaml.MappingNode and tag == _MAP:
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag != _STR or type(key_node) is not yaml.ScalarNode:
+                break  # a merge key, or a key that is not a string: PyYAML's own rules
+            mapping[key_node.value] = _build(loader, value_node)
+        else:
+            return mapping
+    return loader.construct_object(node, deep=True)
 
 
 def parse_group(items: Iterable[tuple[int, int, str]]) -> list[Document]:
