@@ -326,7 +326,9 @@ def among(connection: sa.Connection, column: str, values: Sequence[Any]) -> tupl
     parameters. On PostgreSQL the values are bound as one array (``column = ANY(%s)``): the
     statement is then the same text whatever their number, and the server parses one parameter
     instead of hundreds (the writer's reads of 500 refs at a time, in pairs: a third less time).
-    On SQLite, one ``?`` per value, as ``IN`` binds them."""
+    On SQLite, one ``?`` per value, as ``IN`` binds them. The parameters are a list, as a
+    cursor's ``execute`` takes them; through ``exec_driver_sql`` pass ``tuple(...)`` of them (a
+    list there means many executions)."""
     if connection.dialect.name == "postgresql":
         return f"{column} = ANY(%s)", [list(values)]
     return f"{column} IN ({', '.join(['?'] * len(values))})", list(values)

@@ -177,3 +177,40 @@ def test_generated_documents_are_built_as_pyyaml_builds_them(value: Any, flow: b
     got, expected = _built(text, ours=True), _built(text, ours=False)
     assert got == expected
     assert _types(got) == _types(expected)
+
+
+DEEP_AND_HANDED_TO_PYYAML = {
+    "an int key over 300 sequences": "1: " + "[" * 300 + "x" + "]" * 300 + "\n",
+    "a merge key over 300 sequences": "<<: {a: " + "[" * 300 + "x" + "]" * 300 + "}\n",
+    "300 mappings, then an int key over 200 sequences": "{a: " * 300
+    + "{1: "
+    + "[" * 200
+    + "x"
+    + "]" * 200
+    + "}"
+    + "}" * 300
+    + "\n",
+}
+
+
+@pytest.mark.parametrize(
+    "text", DEEP_AND_HANDED_TO_PYYAML.values(), ids=DEEP_AND_HANDED_TO_PYYAML.keys()
+)
+def test_deep_documents_whose_deep_part_pyyaml_builds_parse_as_pyyaml_parses_them(
+    text: str,
+) -> None:
+    """The recursion can run out inside PyYAML's constructor, called deep for a subtree: the
+    whole document then goes to PyYAML afresh (its half-done state made the document look
+    recursive, or raised out of the walk)."""
+    docs = parse_documents(text + "---\nfine: yes\n")
+    assert [d.error for d in docs] == [None, None]
+    assert docs[0].data == _built(text, ours=False)
+    assert docs[1].data == {"fine": "yes"}
+
+
+@pytest.mark.parametrize("value", ["!!int xyz", "!!bool maybe", "!!float abc", "!!timestamp x"])
+def test_a_value_that_does_not_fit_its_tag_fails_its_document_alone(value: str) -> None:
+    """PyYAML raises plain exceptions for these, which stopped the whole walk."""
+    docs = parse_documents(f"a: {value}\n---\nfine: yes\n")
+    assert docs[0].error and docs[0].error.startswith("YAML error: cannot read a tagged value")
+    assert docs[1].data == {"fine": "yes"}

@@ -140,6 +140,10 @@ def parse_document(index: int, offset: int, chunk: str) -> Document:
             f"YAML document expands to more than {MAX_EXPANDED_NODES} nodes through its "
             "aliases (an alias bomb?); refusing to read it"
         )
+    except Exception as exc:  # the document fails, not the whole walk
+        # PyYAML's constructors raise plain exceptions for a value that does not fit its tag
+        # (``!!int xyz``, ``!!bool maybe``, ``!!timestamp x``).
+        doc.error = f"YAML error: cannot read a tagged value ({type(exc).__name__}: {exc})"
     finally:
         loader.dispose()
     return doc
@@ -156,14 +160,20 @@ def _construct(loader: _Loader, node: yaml.Node, *, aliased: bool) -> Any:
     large catalog. A document without aliases is built here instead, directly, for the nodes
     that make up catalogs (strings, sequences, mappings); every other node (numbers, booleans,
     nulls, merge keys, other tags, unhashable keys) is handed to PyYAML's constructor, so the
-    values and the errors are PyYAML's. A document with aliases, or nested too deep for this
+    values and the errors are PyYAML's (in a document with several errors, the first found may
+    be another: this goes depth first). A document with aliases, or nested too deep for this
     recursion, is constructed by PyYAML whole.
     """
     if not aliased:
         try:
             return _build(loader, node)
         except RecursionError:
-            pass
+            # PyYAML's constructor, called deep for a subtree, may have been the one to run out:
+            # its half-done state would make the whole document look recursive.
+            loader.constructed_objects = {}
+            loader.recursive_objects = {}
+            loader.state_generators = []
+            loader.deep_construct = False
     return loader.construct_document(node)
 
 
