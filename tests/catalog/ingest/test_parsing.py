@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +217,36 @@ def test_a_value_that_does_not_fit_its_tag_fails_its_document_alone(value: str) 
     docs = parse_documents(f"a: {value}\n---\nfine: yes\n")
     assert docs[0].error and docs[0].error.startswith("YAML error: cannot read a tagged value")
     assert docs[1].data == {"fine": "yes"}
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting for a reaper is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_the_parsers_pool_ends_when_the_process_that_started_it_is_killed() -> None:
+    """A server killed in the middle of a pass does not shut its pool of parsers down: the
+    workers must see their parent gone and end, instead of waiting on their queue for ever."""
+    code = (
+        "import sys, time\n"
+        "from greenroom.catalog.ingest.parsing import Parser\n"
+        "parser = Parser(workers=1, min_group=1)\n"
+        "assert parser.submit([(0, 0, 'a: 1')])()[0].data == {'a': 1}\n"
+        "print(*Parser._pool._processes, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    server = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    workers = [int(pid) for pid in server.stdout.readline().split()]
+    assert workers and all(_running(pid) for pid in workers)
+    server.kill()
+    server.wait()
+    deadline = time.monotonic() + 15
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_running(pid) for pid in workers)

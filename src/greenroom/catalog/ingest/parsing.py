@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -149,6 +150,24 @@ def parse_document(index: int, offset: int, chunk: str) -> Document:
     return doc
 
 
+def watch_parent(parent: int, every: float = 1.0) -> None:
+    """In a worker process: end it when ``parent`` is no longer its parent.
+
+    A server stopped or killed in the middle of a pass does not shut its pool down, and the
+    workers wait on their queue for ever (each holds the queue's writing end too, so it never
+    ends), with multiprocessing's resource tracker waiting on them. A thread of the worker
+    looks each second; the kernel's parent-death signal would not do, since it follows the
+    thread that started the worker, which may end long before the server.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="greenroom-watch-parent", daemon=True).start()
+
+
 _STR, _SEQ, _MAP = (f"tag:yaml.org,2002:{name}" for name in ("str", "seq", "map"))
 
 
@@ -247,7 +266,10 @@ class Parser:
             if cls._pool is None:
                 # spawn: a fork of a process with threads (a server) can inherit held locks.
                 cls._pool = ProcessPoolExecutor(
-                    self.workers, mp_context=multiprocessing.get_context("spawn")
+                    self.workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=watch_parent,
+                    initargs=(os.getpid(),),
                 )
             return cls._pool
 
