@@ -628,3 +628,27 @@ def test_a_first_load_builds_the_filter_index_once_at_the_end(make_catalog: Any)
     assert (
         catalog.get("/entities/by-query", params={"filter": "kind=component"})["totalItems"] == 120
     )
+
+
+def test_a_stitch_of_peers_that_changes_nothing_leaves_the_generation(make_catalog: Any) -> None:
+    """Marks on the stitch queue, and taking them off, change no answer of the API: when the
+    peers they name come out of the stitch as they were, the generation (which cached facets
+    are keyed by) stays."""
+    from greenroom import db
+    from greenroom.catalog.stitch import mark_for_stitch
+    from greenroom.catalog.tables import stitch_queue
+
+    catalog = make_catalog(ORG)
+    catalog.refresh()
+    engine = catalog.context.engine
+    with engine.connect() as conn:
+        refs = list(conn.execute(sa.select(entities.c.ref).limit(3)).scalars())
+        before = db.read_generation(conn)
+    with db.write_transaction(engine, durable=False) as conn:
+        mark_for_stitch(conn, refs)
+    summary = PassSummary()
+    catalog.service.ingestion.stitch_pending(summary)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(stitch_queue)).scalar() == 0
+        assert db.read_generation(conn) == before
+    assert summary.stitched == 0 and len(refs) == 3

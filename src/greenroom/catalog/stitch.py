@@ -9,7 +9,8 @@ written.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from greenroom.catalog.model.problems import Problem
 from greenroom.catalog.search_rows import Row, relation_rows, search_rows
 from greenroom.catalog.tables import entities, relations, search, stitch_queue
-from greenroom.db import among, bulk_insert, driver_cursor, param_mark
+from greenroom.db import WROTE, among, bulk_insert, driver_cursor, param_mark
 
 ORPHAN_ANNOTATION = "backstage.io/orphan"
 SEARCH_COLUMNS = ("ref", "key", "value", "original_value", "entity_id")
@@ -172,6 +173,11 @@ def mark_for_stitch(connection: sa.Connection, refs: Iterable[str]) -> None:
     todo = sorted(set(refs))
     if not todo:
         return
+    with _queue_only(connection):
+        _mark(connection, todo)
+
+
+def _mark(connection: sa.Connection, todo: list[str]) -> None:
     if connection.dialect.name == "postgresql":
         # One statement for the batch's thousands of marks, instead of one each in a pipeline.
         connection.exec_driver_sql(
@@ -188,9 +194,24 @@ def mark_for_stitch(connection: sa.Connection, refs: Iterable[str]) -> None:
 
 def unmark(connection: sa.Connection, refs: Sequence[str]) -> None:
     """Take ``refs`` off the queue of :func:`mark_for_stitch` (they were just stitched)."""
-    for part in chunks(refs):
-        where, params = among(connection, "ref", part)
-        connection.exec_driver_sql(f"DELETE FROM {stitch_queue.name} WHERE {where}", tuple(params))
+    with _queue_only(connection):
+        for part in chunks(refs):
+            where, params = among(connection, "ref", part)
+            connection.exec_driver_sql(
+                f"DELETE FROM {stitch_queue.name} WHERE {where}", tuple(params)
+            )
+
+
+@contextmanager
+def _queue_only(connection: sa.Connection) -> Iterator[None]:
+    """Statements on the stitch queue change no answer of the API, so they do not count as
+    the transaction's writes (:data:`greenroom.db.WROTE`): a stitch of peers that changed none
+    of them leaves the generation, and the caches keyed by it, as they were."""
+    wrote = connection.info.get(WROTE, False)
+    try:
+        yield
+    finally:
+        connection.info[WROTE] = wrote
 
 
 def finish_new(connection: sa.Connection, rows: list[dict[str, Any]]) -> list[Row]:
