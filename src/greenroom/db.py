@@ -81,10 +81,10 @@ def _note_writes(
 PING_AFTER_IDLE = 5.0
 #: Seconds to wait for a new PostgreSQL connection, unless the URL says (``connect_timeout``).
 CONNECT_TIMEOUT = 10
-#: SQLite: pages the write-ahead log holds before a commit copies it back (see ``_pragmas``).
 #: SQLite's page cache per connection, in KiB: its default, and during ingestion's transactions.
 CACHE_KIB = 2048
 INGEST_CACHE_KIB = 65536
+#: SQLite: pages the write-ahead log holds before a commit copies it back (see ``_pragmas``).
 WAL_AUTOCHECKPOINT_PAGES = 32768
 #: SQLite: bytes the log's file is cut back to when the log starts over: the same 128 MiB, in
 #: pages of SQLite's default size, which Greenroom keeps.
