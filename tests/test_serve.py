@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.servers import app_config
+
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc; gunicorn's workers are Unix only"
 )
@@ -32,20 +34,7 @@ def _config(tmp_path: Path, database_url: str) -> Path:
         for i in range(N)
     ]
     (tmp_path / "catalog.yaml").write_text("\n---\n".join(docs) + "\n")
-    config = tmp_path / "app-config.yaml"
-    config.write_text(
-        f"""
-backend:
-  database: "{database_url}"
-catalog:
-  processingInterval: {{hours: 1}}
-  rules:
-    - allow: [Component, Location]
-  locations:
-    - {{type: file, target: {tmp_path / "catalog.yaml"}}}
-"""
-    )
-    return config
+    return app_config(tmp_path, database_url, ["Component"])
 
 
 def _children(pid: int) -> set[int]:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from greenroom import db
 from greenroom.catalog.leases import Leases
 from greenroom.catalog.tables import roots
+from tests.servers import app_config
 
 
 def test_a_root_is_held_by_one_replica_at_a_time(database_url: str) -> None:
@@ -110,19 +111,8 @@ def test_killing_a_replica_mid_ingestion_lets_another_finish(
 ) -> None:
     n = 20_000
     _catalog(tmp_path / "catalog.yaml", n)
-    config = tmp_path / "app-config.yaml"
-    config.write_text(
-        f"""
-backend:
-  database: "{database_url}"
-catalog:
-  processingInterval: {{hours: 1}}
-  leaseDuration: {{seconds: 2}}
-  rules:
-    - allow: [Component, Group, Location]
-  locations:
-    - {{type: file, target: {tmp_path / "catalog.yaml"}}}
-"""
+    config = app_config(
+        tmp_path, database_url, ["Component", "Group"], "  leaseDuration: {seconds: 2}\n"
     )
     subprocess.run(
         [sys.executable, "-m", "greenroom", "db", "upgrade", "--config", str(config)],
