@@ -17,6 +17,7 @@ from alembic.config import Config as AlembicConfig
 
 from greenroom import db
 from greenroom.catalog import queries
+from greenroom.catalog.tables import lz4_available
 from greenroom.catalog.text_index import TEXT_KEYS
 
 #: ``catalog_search`` before migration 0014 (no ``entity_id``), for tests of older revisions.
@@ -142,10 +143,7 @@ def test_a_new_database_is_created_as_the_migrations_build_it(
     if created.dialect.name == "postgresql":
         assert expected["statistics"] and len(expected["column options"]) == 5
         with created.connect() as conn:
-            lz4 = conn.exec_driver_sql(
-                "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
-                "WHERE name = 'default_toast_compression'"
-            ).scalar()
+            lz4 = lz4_available(conn)
         compressed = {
             column: method
             for table, column, *_, method in expected["column types"]
