@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import app_config
+from tests.servers import app_config, served
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc; gunicorn's workers are Unix only"
@@ -44,18 +44,6 @@ def _children(pid: int) -> set[int]:
 
 def _cmdline(pid: int) -> bytes:
     return Path(f"/proc/{pid}/cmdline").read_bytes()
-
-
-def _served(port: int) -> int:
-    try:
-        response = httpx.get(
-            f"http://127.0.0.1:{port}/api/catalog/entities/by-query",
-            params={"limit": 0},
-            timeout=5,
-        )
-    except httpx.TransportError:
-        return -1
-    return int(response.json()["totalItems"]) if response.status_code == 200 else -1
 
 
 def _wait(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
@@ -106,7 +94,7 @@ def test_workers_are_forked_replaced_when_killed_and_stopped_with_the_master(
     log = tmp_path / "serve.log"
     master, port = _start(_config(tmp_path, database_url), log, "--workers", "2")
     try:
-        _wait(lambda: _served(port) == N + 1, "every component and the Location served")
+        _wait(lambda: served(port) == N + 1, "every component and the Location served")
         # The pass's line comes once its indexes are built, after everything is served.
         _wait(lambda: "catalog pass" in log.read_text(), "the first load")
         # The first load's own process (a new, small catalog) ends once it is done.
@@ -123,7 +111,7 @@ def test_workers_are_forked_replaced_when_killed_and_stopped_with_the_master(
             lambda: log.read_text().count("Application startup complete.") == 3,
             "the new worker to start its app",
         )
-        assert _served(port) == N + 1
+        assert served(port) == N + 1
         workers |= _children(master.pid)
 
         os.kill(master.pid, stop)
@@ -187,7 +175,7 @@ def test_a_new_small_catalog_is_loaded_by_a_process_forked_at_start(
 def _serve_until_served(config: Path, log: Path, *, first_load: bool) -> str:
     server, port = _start(config, log)
     try:
-        _wait(lambda: _served(port) == N + 1, "every component and the Location served")
+        _wait(lambda: served(port) == N + 1, "every component and the Location served")
         if first_load:
             forked = re.search(r"loading the new catalog in process (\d+)", log.read_text())
             assert forked is not None, log.read_text()

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from greenroom import db
 from greenroom.catalog.leases import Leases
 from greenroom.catalog.tables import roots
-from tests.servers import app_config
+from tests.servers import app_config, served
 
 
 def test_a_root_is_held_by_one_replica_at_a_time(database_url: str) -> None:
@@ -149,7 +149,7 @@ def test_killing_a_replica_mid_ingestion_lets_another_finish(
         _wait_for_some_served(ports[victim])
         os.killpg(procs[victim].pid, signal.SIGKILL)
         procs[victim].wait()
-        served_at_kill = _count(ports[survivor])
+        served_at_kill = served(ports[survivor])
         assert 0 < served_at_kill < n + 2, "the replica was not killed in the middle"
         total = _wait_for_all_served(ports[survivor], n + 2)
         assert total == n + 2  # components, the group, the generated Location
@@ -197,22 +197,10 @@ def _last_owner(engine: sa.Engine) -> Any:
         return None
 
 
-def _count(port: int) -> int:
-    try:
-        response = httpx.get(
-            f"http://127.0.0.1:{port}/api/catalog/entities/by-query",
-            params={"limit": 0},
-            timeout=5,
-        )
-        return int(response.json()["totalItems"]) if response.status_code == 200 else 0
-    except httpx.HTTPError:
-        return 0
-
-
 def _wait_for_some_served(port: int) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if _count(port) > 0:
+        if served(port) > 0:
             return
         time.sleep(0.02)
     raise AssertionError("the holder served nothing")
@@ -236,7 +224,7 @@ def _wait_for_all_served(port: int, expected: int) -> int:
     deadline = time.monotonic() + 180
     count = 0
     while time.monotonic() < deadline:
-        count = _count(port)
+        count = served(port)
         if count >= expected:
             return count
         time.sleep(0.2)
