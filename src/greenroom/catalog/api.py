@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from greenroom.catalog import cursors, pages, predicates, queries
+from greenroom.catalog import cursors, narrowing, pages, predicates, queries
 from greenroom.catalog.answers import GenerationCache
 from greenroom.catalog.model.refs import RefError, format_ref, parse_ref
 from greenroom.catalog.tables import entities
@@ -172,7 +172,7 @@ def _initial_query(
         if (direction or "asc") not in ("asc", "desc"):
             raise InvalidInput("Invalid order field order, must be asc or desc")
         order.append((key, direction == "desc"))
-    fields = queries.parse_fields(term_fields)
+    fields = narrowing.parse_fields(term_fields)
     if term and not fields:
         fields = [order[0][0] if order else "metadata.uid"]
     return cursors.QueryCursor(
@@ -306,7 +306,7 @@ def router(context: AppContext) -> APIRouter:
         after: str | None = None,
     ) -> Response:
         where = queries.filter_clause(queries.parse_filters(filter))
-        field_list = queries.parse_fields(fields)
+        field_list = narrowing.parse_fields(fields)
         if after is not None:
             page = cursors.decode(
                 after, cursors.AfterCursor, "Malformed after cursor, could not be parsed"
@@ -361,7 +361,7 @@ def router(context: AppContext) -> APIRouter:
             state = _initial_query(
                 filter, orderField, fullTextFilterTerm, fullTextFilterFields, offset, totalItems
             )
-        return answer_query(state, limit, queries.parse_fields(fields))
+        return answer_query(state, limit, narrowing.parse_fields(fields))
 
     @api.post("/entities/by-query", summary="Query entities with a filter predicate")
     def query_entities_by_predicate(body: QueryInput | None = None) -> Response:
@@ -387,7 +387,7 @@ def router(context: AppContext) -> APIRouter:
             state.order = [(field, direction == "desc") for field, direction in order]
             if term and not (text and text.fields) and order:
                 state.termFields = [order[0][0]]  # Backstage: the sort field's, else the uid's
-        return answer_query(state, body.limit, queries.parse_fields(body.fields or []))
+        return answer_query(state, body.limit, narrowing.parse_fields(body.fields or []))
 
     def answer_query(state: cursors.QueryCursor, limit: int | None, fields: list[str]) -> Response:
         """A page of a by-query (``GET`` or ``POST``) from its state: the first request's or a
@@ -475,9 +475,9 @@ def router(context: AppContext) -> APIRouter:
                 found = queries.by_refs(conn, wanted, where)
             else:
                 found = queries.served_by_refs(conn, wanted)
-        fields = queries.parse_fields(body.fields or [])
+        fields = narrowing.parse_fields(body.fields or [])
         items = queries.json_array(
-            queries.entity_json(found[ref], fields) if ref in found else b"null" for ref in wanted
+            narrowing.entity_json(found[ref], fields) if ref in found else b"null" for ref in wanted
         )
         return RawJSON(b'{"items":' + items + b"}")
 

@@ -1,4 +1,5 @@
-"""Reading the served catalog: Backstage's filter grammar, field selection, order, facets.
+"""Reading the served catalog: Backstage's filter grammar, order, facets (``fields`` is
+``narrowing.py``).
 
 Filters (see ``docs/api.md``): each ``filter`` parameter is a comma-separated list of
 ``key=value`` (or bare ``key``: the key exists) conditions that must all hold; conditions on the
@@ -27,6 +28,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from greenroom.catalog import predicates
+from greenroom.catalog.narrowing import entity_json
 from greenroom.catalog.predicates import Match, Node
 from greenroom.catalog.stitch import chunks
 from greenroom.catalog.tables import REF, entities, search
@@ -319,70 +321,6 @@ def order_value(
         .where(search.c.entity_id == entity_id, search.c.key == key.lower())
         .scalar_subquery()
     )
-
-
-def _resolve_path(entity: dict[str, Any], path: str) -> list[str] | None:
-    """The keys leading to ``path`` in ``entity``; dots inside keys are found by joining parts
-    that do not exist on their own (``metadata.annotations.backstage.io/orphan``)."""
-    parts = path.split(".")
-    keys: list[str] = []
-    node: Any = entity
-    i = 0
-    while i < len(parts):
-        if not isinstance(node, dict):
-            return None
-        key = parts[i]
-        while key not in node and i + 1 < len(parts):
-            i += 1
-            key = f"{key}.{parts[i]}"
-        if key not in node:
-            return None
-        keys.append(key)
-        node = node[key]
-        i += 1
-    return keys
-
-
-def select_fields(entity: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
-    """Keep only the dotted ``fields`` of an entity, as Backstage's ``fields`` parameter does."""
-    if not fields:
-        return entity
-    out: dict[str, Any] = {}
-    for path in fields:
-        keys = _resolve_path(entity, path)
-        if keys is None:
-            continue
-        source: Any = entity
-        target = out
-        for key in keys[:-1]:
-            source = source[key]
-            target = target.setdefault(key, {})
-        target[keys[-1]] = source[keys[-1]]
-    return out
-
-
-def parse_fields(params: Iterable[str]) -> list[str]:
-    """``fields=a,b&fields=c`` into ``[a, b, c]`` (unique, in order); arrays cannot be picked."""
-    out: list[str] = []
-    for param in params:
-        for item in param.split(","):
-            item = item.strip()
-            if "[" in item:
-                raise InvalidInput(f'Invalid field "{item}", array type fields are not supported')
-            if item and item not in out:
-                out.append(item)
-    return out
-
-
-def entity_json(raw: str, fields: Sequence[str]) -> bytes:
-    """The served JSON of an entity, narrowed to ``fields``.
-
-    Without ``fields`` the stored text is sent as it is: parsing and re-encoding every entity
-    of a list would cost more than the query that found them.
-    """
-    if not fields:
-        return raw.encode()
-    return orjson.dumps(select_fields(orjson.loads(raw), fields))
 
 
 def json_array(items: Iterable[bytes]) -> bytes:

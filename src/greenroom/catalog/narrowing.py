@@ -1,0 +1,136 @@
+"""Backstage's ``fields`` parameter: answering with only some fields of each entity.
+
+A listing narrowed to a few fields (the UI's tables, ``fields=kind,metadata.name,relations``)
+is answered from the stored JSON of each entity. Parsing all of it to keep a few fields cost
+more than reading the rows: at 100,000 entities, 1.2-1.4 s of the listing's 1.5-1.7 s. So each
+entity is decoded by msgspec into a type that holds only the top-level keys the fields can
+reach, the rest being skipped by the decoder without being built; a top-level key that is
+wanted whole is not even parsed but kept as its raw JSON text, which the encoder copies into
+the answer. The listing above then takes 0.7-0.8 s against 1.0-1.1 s (the rest of the time is
+:func:`select_fields` and the encoding, in about equal parts).
+
+The answer is the same JSON as parsing the entity whole and encoding what is kept with orjson
+(``tests/catalog/test_narrowing.py`` compares them), and so as the stored entity: the same keys
+in the same order, the same values. Only a number may be spelled differently (msgspec writes
+``1e16`` where orjson wrote ``1e+16``). orjson's ``Fragment`` would keep orjson's spelling, but
+it made the encoding eight times slower than the decoding it saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+import orjson
+
+from greenroom.exceptions import InvalidInput
+
+
+def parse_fields(params: Iterable[str]) -> list[str]:
+    """``fields=a,b&fields=c`` into ``[a, b, c]`` (unique, in order); arrays cannot be picked."""
+    out: list[str] = []
+    for param in params:
+        for item in param.split(","):
+            item = item.strip()
+            if "[" in item:
+                raise InvalidInput(f'Invalid field "{item}", array type fields are not supported')
+            if item and item not in out:
+                out.append(item)
+    return out
+
+
+def _resolve_path(entity: dict[str, Any], path: str) -> list[str] | None:
+    """The keys leading to ``path`` in ``entity``; dots inside keys are found by joining parts
+    that do not exist on their own (``metadata.annotations.backstage.io/orphan``)."""
+    parts = path.split(".")
+    keys: list[str] = []
+    node: Any = entity
+    i = 0
+    while i < len(parts):
+        if not isinstance(node, dict):
+            return None
+        key = parts[i]
+        while key not in node and i + 1 < len(parts):
+            i += 1
+            key = f"{key}.{parts[i]}"
+        if key not in node:
+            return None
+        keys.append(key)
+        node = node[key]
+        i += 1
+    return keys
+
+
+def select_fields(entity: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """Keep only the dotted ``fields`` of an entity, as Backstage's ``fields`` parameter does."""
+    if not fields:
+        return entity
+    out: dict[str, Any] = {}
+    for path in fields:
+        keys = _resolve_path(entity, path)
+        if keys is None:
+            continue
+        source: Any = entity
+        target = out
+        for key in keys[:-1]:
+            source = source[key]
+            target = target.setdefault(key, {})
+        target[keys[-1]] = source[keys[-1]]
+    return out
+
+
+def _top_keys(fields: Sequence[str]) -> dict[str, bool]:
+    """The top-level keys through which :func:`_resolve_path` may reach any of ``fields``,
+    each with whether it must be parsed (``True``: some field may go on inside it) or is only
+    ever taken whole. A field ``a.b.c`` may start at the top-level key ``a``, ``a.b`` or
+    ``a.b.c`` (the first that exists), and goes on inside it unless it is the whole field."""
+    top: dict[str, bool] = {}
+    for path in fields:
+        parts = path.split(".")
+        for end in range(1, len(parts) + 1):
+            key = ".".join(parts[:end])
+            top[key] = top.get(key, False) or end < len(parts)
+    return top
+
+
+@lru_cache(maxsize=256)
+def _narrower(fields: tuple[str, ...]) -> tuple[msgspec.json.Decoder[Any], tuple[str, ...]]:
+    """A decoder of the top-level keys that ``fields`` may reach, and those keys in the order
+    of its attributes (``f0``, ``f1``, ...; the keys themselves need not be identifiers).
+    Cached per field list: a user's few tables ask for the same lists again and again."""
+    top = _top_keys(fields)
+    keys = tuple(top)
+    attrs = [
+        (f"f{i}", Any if top[key] else msgspec.Raw, msgspec.UNSET) for i, key in enumerate(keys)
+    ]
+    partial = msgspec.defstruct(
+        "PartialEntity", attrs, rename={f"f{i}": key for i, key in enumerate(keys)}
+    )
+    return msgspec.json.Decoder(partial), keys
+
+
+def entity_json(raw: str | bytes, fields: Sequence[str]) -> bytes:
+    """The served JSON of an entity, narrowed to ``fields``.
+
+    Without ``fields`` the stored text is sent as it is: parsing and re-encoding every entity
+    of a list would cost more than the query that found them.
+    """
+    if not fields:
+        return raw.encode() if isinstance(raw, str) else raw
+    decoder, keys = _narrower(tuple(fields))
+    try:
+        partial = decoder.decode(raw)
+    except msgspec.DecodeError:
+        # Not an object (a stored entity always is): the general path, whatever it makes of it.
+        return orjson.dumps(select_fields(orjson.loads(raw), fields))
+    present = {
+        key: value
+        for key, value in zip(keys, msgspec.structs.astuple(partial), strict=True)
+        if value is not msgspec.UNSET
+    }
+    return _encode(select_fields(present, fields))
+
+
+_encode = msgspec.json.Encoder().encode

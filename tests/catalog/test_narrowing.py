@@ -1,0 +1,109 @@
+"""``fields``: the partial decoding of stored entities answers what parsing them whole answers:
+the same keys in the same order, the same values (a number may be spelled differently)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from greenroom.catalog.narrowing import entity_json, select_fields
+
+
+def whole(raw: str, fields: list[str]) -> bytes:
+    """The general path: parse the entity whole, keep the fields, encode."""
+    return orjson.dumps(select_fields(orjson.loads(raw), fields))
+
+
+def same(answer: bytes, expected: bytes) -> bool:
+    """The same JSON, keys in the same order, whatever the spelling of numbers."""
+    return orjson.dumps(orjson.loads(answer)) == orjson.dumps(orjson.loads(expected))
+
+
+ENTITY = {
+    "apiVersion": "backstage.io/v1alpha1",
+    "kind": "Component",
+    "metadata": {
+        "name": "petstore",
+        "namespace": "default",
+        "title": None,
+        "annotations": {"backstage.io/techdocs-ref": "dir:.", "a.b": {"c": 1}},
+        "tags": ["java", "δ-ünïcode"],
+    },
+    "spec": {"type": "service", "owner": "team-a", "size": 1.5e300, "count": -(2**63)},
+    "relations": [{"type": "ownedBy", "targetRef": "group:default/team-a"}],
+    # A top-level key holding a dot: reached by "x.y" only when there is no "x".
+    "x.y": "dotted",
+}
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (["kind", "metadata.name"], {"kind": "Component", "metadata": {"name": "petstore"}}),
+        (
+            ["metadata.annotations.backstage.io/techdocs-ref"],
+            {"metadata": {"annotations": {"backstage.io/techdocs-ref": "dir:."}}},
+        ),
+        (["metadata.annotations.a.b.c"], {"metadata": {"annotations": {"a.b": {"c": 1}}}}),
+        (["metadata.title"], {"metadata": {"title": None}}),
+        (["x.y", "x"], {"x.y": "dotted"}),
+        (["relations", "nope", "kind.name"], {"relations": ENTITY["relations"]}),
+        (["metadata", "metadata.name"], {"metadata": ENTITY["metadata"]}),
+        (["spec.size", "spec.count"], {"spec": {"size": 1.5e300, "count": -(2**63)}}),
+        (["metadata.tags"], {"metadata": {"tags": ["java", "δ-ünïcode"]}}),
+    ],
+)
+def test_fields_keep_what_backstage_keeps(fields: list[str], expected: dict[str, Any]) -> None:
+    raw = orjson.dumps(ENTITY).decode()
+    answer = entity_json(raw, fields)
+    assert orjson.loads(answer) == expected
+    assert same(answer, whole(raw, fields))
+    assert entity_json(raw.encode(), fields) == answer
+
+
+def test_without_fields_the_stored_text_is_sent_as_it_is() -> None:
+    raw = '{"kind":"Component",  "metadata":{"name":"x"}}'
+    assert entity_json(raw, []) == raw.encode()
+
+
+def test_a_whole_key_is_copied_from_the_stored_text() -> None:
+    """A key wanted whole is not parsed: its text goes into the answer as it was stored."""
+    raw = '{"kind":"Component","relations":[ {"type" : "ownedBy"} ]}'
+    assert entity_json(raw, ["relations"]) == b'{"relations":[ {"type" : "ownedBy"} ]}'
+
+
+def test_stored_text_that_is_not_an_object_answers_as_before() -> None:
+    assert entity_json("[1, 2]", ["kind"]) == whole("[1, 2]", ["kind"]) == b"{}"
+    with pytest.raises(orjson.JSONDecodeError):
+        entity_json('{"kind": ', ["kind"])
+
+
+PART = st.sampled_from(["a", "b", "c", "a.b", "b.c", "a.b.c", "kind", "é"])
+LEAF = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=5),
+)
+TREE = st.recursive(
+    LEAF,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(PART, inner, max_size=4),
+    max_leaves=12,
+)
+FIELD = st.lists(st.sampled_from(["a", "b", "c", "kind", "é"]), min_size=1, max_size=4).map(
+    ".".join
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(entity=st.dictionaries(PART, TREE, max_size=5), fields=st.lists(FIELD, max_size=4))
+def test_any_entity_and_fields_answer_as_the_whole_parse(
+    entity: dict[str, Any], fields: list[str]
+) -> None:
+    raw = orjson.dumps(entity).decode()
+    assert same(entity_json(raw, fields), whole(raw, fields))
