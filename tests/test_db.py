@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -562,7 +563,7 @@ def test_entities_known_before_0013_get_ids_and_new_ones_follow(database_url: st
 
 def test_sqlite_commits_leave_their_pages_in_the_log_until_it_is_large(database_url: str) -> None:
     """A commit larger than SQLite's default threshold (1,000 pages, 4 MiB) is not copied back
-    into the database file at once: batches of a load share one copy (``WAL_AUTOCHECKPOINT_PAGES``).
+    into the database file at once: batches of a load share one copy (``WAL_CHECKPOINT_BYTES``).
     Every connection of the pool has the setting, since any writer's commit may copy."""
     if not database_url.startswith("sqlite"):
         pytest.skip("SQLite's write-ahead log")
@@ -577,12 +578,37 @@ def test_sqlite_commits_leave_their_pages_in_the_log_until_it_is_large(database_
             "INSERT INTO scratch SELECT randomblob(4000) FROM n"
         )
     log = path.with_name(path.name + "-wal").stat().st_size
-    assert log > 12_000_000  # 3,000 pages of 4 KiB: in the log
+    assert log > 12_000_000  # 3,000 blobs of 4,000 bytes: in the log
     assert path.stat().st_size - before < 1_000_000  # and not yet in the file
     with engine.connect() as conn:
-        pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
-    assert pages == db.WAL_AUTOCHECKPOINT_PAGES >= 16_384
+        pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+        page = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
+    assert pages * page == db.WAL_CHECKPOINT_BYTES >= 64 * 1024 * 1024
     engine.dispose()
+
+
+def test_new_sqlite_files_have_large_pages_and_older_files_keep_theirs(tmp_path: Path) -> None:
+    """A new database file gets pages of ``PAGE_BYTES`` (an entity's row fits in one); a file
+    made before with SQLite's 4 KiB pages keeps them, and its log is copied back at the same
+    size in bytes, so in four times as many pages."""
+
+    def pages(url: str) -> tuple[int, int]:
+        engine = db.create_engine(url)
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            size = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
+            threshold = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+        engine.dispose()
+        return size, threshold
+
+    assert pages(f"sqlite:///{tmp_path / 'new.db'}") == (
+        db.PAGE_BYTES,
+        db.WAL_CHECKPOINT_BYTES // db.PAGE_BYTES,
+    )
+    assert db.PAGE_BYTES > 4096
+    older = tmp_path / "older.db"
+    sqlite3.connect(older).executescript("PRAGMA journal_mode=WAL; CREATE TABLE t (x);").close()
+    assert pages(f"sqlite:///{older}") == (4096, db.WAL_CHECKPOINT_BYTES // 4096)
 
 
 def test_sqlite_ingestion_transactions_have_a_large_page_cache_only_while_they_run(
