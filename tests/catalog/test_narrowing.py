@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from greenroom.catalog import narrowing
 from greenroom.catalog.narrowing import entity_json, select_fields
 
 
@@ -82,7 +83,9 @@ def test_stored_text_that_is_not_an_object_answers_as_before() -> None:
         entity_json('{"kind": ', ["kind"])
 
 
-PART = st.sampled_from(["a", "b", "c", "a.b", "b.c", "a.b.c", "kind", "é"])
+PART = st.sampled_from(
+    ["a", "b", "c", "a.b", "b.c", "a.b.c", "kind", "é", "", "f0", 'q"', "\\", "\x01"]
+)
 LEAF = st.one_of(
     st.none(),
     st.booleans(),
@@ -95,9 +98,11 @@ TREE = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(PART, inner, max_size=4),
     max_leaves=12,
 )
-FIELD = st.lists(st.sampled_from(["a", "b", "c", "kind", "é"]), min_size=1, max_size=4).map(
-    ".".join
-)
+FIELD = st.lists(
+    st.sampled_from(["a", "b", "c", "kind", "é", "", "f0", 'q"', "\\", "\x01"]),
+    min_size=1,
+    max_size=4,
+).map(".".join)
 
 
 @settings(max_examples=300, deadline=None)
@@ -107,3 +112,21 @@ def test_any_entity_and_fields_answer_as_the_whole_parse(
 ) -> None:
     raw = orjson.dumps(entity).decode()
     assert same(entity_json(raw, fields), whole(raw, fields))
+
+
+@pytest.mark.parametrize(
+    "field",
+    ['metadata.annotations.a"b', "foo\\bar", "kind\x01", "." * 5000, ".".join("x" * 100)],
+)
+def test_fields_no_decoder_can_be_made_of_are_narrowed_the_general_way(field: str) -> None:
+    """Keys that msgspec cannot rename a field to, and fields with more candidate keys than
+    are worth a cached decoder, still answer."""
+    raw = orjson.dumps({**ENTITY, field: 1, field.split(".")[0]: {"x": 2}}).decode()
+    assert same(entity_json(raw, ["kind", field]), whole(raw, ["kind", field]))
+
+
+def test_no_decoder_is_kept_for_a_field_of_many_dots() -> None:
+    """A field of n dots has n candidate keys of n²/2 characters in all: a cached decoder of a
+    field of 100,000 dots would hold about 5 GB, so none is made beyond a few thousand."""
+    assert narrowing._narrower(("." * 100_000,)) is None
+    assert narrowing._narrower(("kind", "metadata.name")) is not None
