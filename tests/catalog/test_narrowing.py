@@ -130,3 +130,69 @@ def test_no_decoder_is_kept_for_a_field_of_many_dots() -> None:
     field of 100,000 dots would hold about 5 GB, so none is made beyond a few thousand."""
     assert narrowing._narrower(("." * 100_000,)) is None
     assert narrowing._narrower(("kind", "metadata.name")) is not None
+
+
+def joined_resolve(entity: dict[str, Any], path: str) -> list[str] | None:
+    """The resolution as first written: every join of parts looked up in turn (n²/2
+    characters for n dots), kept here as the oracle of the faster one."""
+    parts = path.split(".")
+    keys: list[str] = []
+    node: Any = entity
+    i = 0
+    while i < len(parts):
+        if not isinstance(node, dict):
+            return None
+        key = parts[i]
+        while key not in node and i + 1 < len(parts):
+            i += 1
+            key = f"{key}.{parts[i]}"
+        if key not in node:
+            return None
+        keys.append(key)
+        node = node[key]
+        i += 1
+    return keys
+
+
+# Keys of many parts, beyond the joins looked up before an object's keys are compared.
+LONG_PART = st.lists(st.sampled_from(["a", "b", ""]), min_size=1, max_size=9).map(".".join)
+LONG_TREE = st.recursive(
+    LEAF, lambda inner: st.dictionaries(LONG_PART, inner, max_size=5), max_leaves=12
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    entity=st.dictionaries(PART, TREE, max_size=5) | st.dictionaries(LONG_PART, LONG_TREE),
+    field=FIELD | LONG_PART,
+)
+def test_paths_resolve_as_joining_every_run_of_parts(entity: dict[str, Any], field: str) -> None:
+    assert narrowing._resolve_path(entity, field) == joined_resolve(entity, field)
+
+
+@settings(max_examples=300, deadline=None)
+@given(entity=st.dictionaries(LONG_PART, LONG_TREE, min_size=1), data=st.data())
+def test_paths_through_keys_of_many_parts_resolve_as_joining_them(
+    entity: dict[str, Any], data: st.DataObject
+) -> None:
+    """Paths made of the entity's own keys, so that they reach keys of many parts."""
+    keys: list[str] = []
+    node: Any = entity
+    while isinstance(node, dict) and node and data.draw(st.booleans()):
+        key = data.draw(st.sampled_from(sorted(node)))
+        keys.append(key)
+        node = node[key]
+    keys.append(data.draw(LONG_PART))
+    field = ".".join(keys)
+    assert narrowing._resolve_path(entity, field) == joined_resolve(entity, field)
+
+
+def test_a_field_of_many_dots_resolves_without_joining_them_all() -> None:
+    """The shortest run of parts that is a key is found from the object's keys: the answer of
+    the joins, for a path whose joins alone would be five billion characters."""
+    entity = {"a": {"b.c": {"": 1}}, "x." + "." * 99_998: {"": 2}}
+    assert narrowing._resolve_path(entity, "a.b.c.") == ["a", "b.c", ""]
+    assert narrowing._resolve_path(entity, "x" + "." * 100_000) == ["x." + "." * 99_998, ""]
+    assert narrowing._resolve_path(entity, "a" + "." * 100_000) is None
+    assert joined_resolve(entity, "x" + "." * 2_000) is None  # the oracle, on a shorter path
+    assert narrowing._resolve_path(entity, "x" + "." * 2_000) is None
