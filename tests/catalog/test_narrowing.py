@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from greenroom.catalog import narrowing
-from greenroom.catalog.narrowing import entity_json, select_fields
+from greenroom.catalog.narrowing import entity_json, parse_fields, select_fields
 
 
 def whole(raw: str, fields: list[str]) -> bytes:
@@ -116,12 +116,20 @@ def test_any_entity_and_fields_answer_as_the_whole_parse(
 
 @pytest.mark.parametrize(
     "field",
-    ['metadata.annotations.a"b', "foo\\bar", "kind\x01", "." * 5000, ".".join("x" * 100)],
+    [
+        'metadata.annotations.a"b',
+        "foo\\bar",
+        "kind\x01",
+        "kind\ud800",
+        "." * 5000,
+        ".".join("x" * 100),
+    ],
 )
 def test_fields_no_decoder_can_be_made_of_are_narrowed_the_general_way(field: str) -> None:
     """Keys that msgspec cannot rename a field to, and fields with more candidate keys than
     are worth a cached decoder, still answer."""
-    raw = orjson.dumps({**ENTITY, field: 1, field.split(".")[0]: {"x": 2}}).decode()
+    extra = {} if "\ud800" in field else {field: 1, field.split(".")[0]: {"x": 2}}
+    raw = orjson.dumps({**ENTITY, **extra}).decode()
     assert same(entity_json(raw, ["kind", field]), whole(raw, ["kind", field]))
 
 
@@ -167,7 +175,22 @@ LONG_TREE = st.recursive(
     field=FIELD | LONG_PART,
 )
 def test_paths_resolve_as_joining_every_run_of_parts(entity: dict[str, Any], field: str) -> None:
-    assert narrowing._resolve_path(entity, field) == joined_resolve(entity, field)
+    assert resolved(entity, field) == joined_resolve(entity, field)
+
+
+def resolved(entity: dict[str, Any], path: str) -> list[str] | None:
+    """``_resolve_path``'s answer with every bound on its joins, so that both ways of finding a
+    key of many parts (joins looked up, the object's keys compared) are exercised."""
+    answers = []
+    default = narrowing._JOIN_CHARS
+    try:
+        for bound in (0, 1, 3, default):
+            narrowing._JOIN_CHARS = bound
+            answers.append(narrowing._resolve_path(entity, path))
+    finally:
+        narrowing._JOIN_CHARS = default
+    assert all(answer == answers[0] for answer in answers)
+    return answers[0]
 
 
 @settings(max_examples=300, deadline=None)
@@ -184,7 +207,7 @@ def test_paths_through_keys_of_many_parts_resolve_as_joining_them(
         node = node[key]
     keys.append(data.draw(LONG_PART))
     field = ".".join(keys)
-    assert narrowing._resolve_path(entity, field) == joined_resolve(entity, field)
+    assert resolved(entity, field) == joined_resolve(entity, field)
 
 
 def test_a_field_of_many_dots_resolves_without_joining_them_all() -> None:
@@ -196,3 +219,11 @@ def test_a_field_of_many_dots_resolves_without_joining_them_all() -> None:
     assert narrowing._resolve_path(entity, "a" + "." * 100_000) is None
     assert joined_resolve(entity, "x" + "." * 2_000) is None  # the oracle, on a shorter path
     assert narrowing._resolve_path(entity, "x" + "." * 2_000) is None
+
+
+def test_field_lists_keep_each_field_once_in_order() -> None:
+    assert parse_fields(["kind,metadata.name", " kind ,spec", "metadata.name,,"]) == [
+        "kind",
+        "metadata.name",
+        "spec",
+    ]

@@ -33,15 +33,15 @@ from greenroom.exceptions import InvalidInput
 
 def parse_fields(params: Iterable[str]) -> list[str]:
     """``fields=a,b&fields=c`` into ``[a, b, c]`` (unique, in order); arrays cannot be picked."""
-    out: list[str] = []
+    out: dict[str, None] = {}  # a dict for order: looking each up in a list was quadratic
     for param in params:
         for item in param.split(","):
             item = item.strip()
             if "[" in item:
                 raise InvalidInput(f'Invalid field "{item}", array type fields are not supported')
-            if item and item not in out:
-                out.append(item)
-    return out
+            if item:
+                out[item] = None
+    return list(out)
 
 
 def _resolve_path(entity: dict[str, Any], path: str) -> list[str] | None:
@@ -49,11 +49,11 @@ def _resolve_path(entity: dict[str, Any], path: str) -> list[str] | None:
     that do not exist on their own (``metadata.annotations.backstage.io/orphan``): at each
     object, the shortest run of parts that is one of its keys.
 
-    The next part alone is looked up first, which is nearly always the answer, then a few joins
-    (an annotation such as ``backstage.io/techdocs-ref`` is one join away). Beyond them the
-    object's own keys are compared with what is left of the path (:func:`_longer_key`) rather
-    than every join of parts looked up: those joins are n²/2 characters for n dots, so that a
-    field of 100,000 dots cost a second for every entity of a listing.
+    The next part alone is looked up first, which is nearly always the answer, then joins of
+    parts up to :data:`_JOIN_CHARS` (an annotation such as ``backstage.io/techdocs-ref`` is one
+    join away). Beyond them the object's own keys are compared with what is left of the path
+    (:func:`_longer_key`) rather than every join of parts looked up: those joins are n²/2
+    characters for n dots, so that a field of 100,000 dots cost a second for every entity.
     """
     parts = path.split(".")
     keys: list[str] = []
@@ -65,7 +65,7 @@ def _resolve_path(entity: dict[str, Any], path: str) -> list[str] | None:
             return None
         first = i
         key = parts[i]
-        while key not in node and i + 1 < len(parts) and i - first < _JOINS:
+        while key not in node and i + 1 < len(parts) and len(key) <= _JOIN_CHARS:
             i += 1
             key = f"{key}.{parts[i]}"
         if key not in node:
@@ -83,8 +83,10 @@ def _resolve_path(entity: dict[str, Any], path: str) -> list[str] | None:
     return keys
 
 
-#: Joins of parts looked up before the object's own keys are compared with the path.
-_JOINS = 4
+#: Joins of parts are looked up while they are this short; beyond, the object's own keys are
+#: compared with the path. Keys are rarely longer (an annotation's: at most 317 characters),
+#: and a path with many fields of many parts does not then compare each with every key.
+_JOIN_CHARS = 512
 
 
 def _longer_key(node: dict[str, Any], path: str, start: int, tried: int) -> str | None:
@@ -130,6 +132,15 @@ MAX_TOP_CHARS = 4096
 _UNRENAMABLE = frozenset('"\\' + "".join(map(chr, range(32))))
 
 
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (a JSON body may hold a lone surrogate, ``\\ud800``)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _top_keys(fields: Sequence[str]) -> dict[str, bool] | None:
     """The top-level keys through which :func:`_resolve_path` may reach any of ``fields``,
     each with whether it must be parsed (``True``: some field may go on inside it) or is only
@@ -137,12 +148,13 @@ def _top_keys(fields: Sequence[str]) -> dict[str, bool] | None:
     ``a.b.c`` (the first that exists), and goes on inside it unless it is the whole field.
 
     ``None`` when a partial decoder cannot or should not be made of them: too many or too long
-    (:data:`MAX_TOP_KEYS`), or holding a character that msgspec cannot rename a field to.
+    (:data:`MAX_TOP_KEYS`), or holding a character that msgspec cannot rename a field to (or
+    cannot encode at all).
     """
     top: dict[str, bool] = {}
     chars = 0
     for path in fields:
-        if not _UNRENAMABLE.isdisjoint(path):
+        if not _UNRENAMABLE.isdisjoint(path) or not _encodable(path):
             return None
         end = path.find(".")
         while True:
