@@ -33,7 +33,7 @@ def test_migrations_and_statistics(database_url: str) -> None:
     db.refresh_statistics(engine)  # VACUUM must run outside a transaction on PostgreSQL
     with engine.connect() as conn:
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0015"
+        assert version == "0016"
         if conn.dialect.name == "postgresql":
             names = conn.execute(sa.text("SELECT stxname FROM pg_statistic_ext")).scalars().all()
             assert "catalog_search_key_value_stats" in names
@@ -884,3 +884,110 @@ def test_a_postgresql_server_that_never_answers_fails_a_connection_in_time(
         assert 0.9 < seconds_to_fail(url) < 4
         monkeypatch.setattr(db, "CONNECT_TIMEOUT", 60)
         assert 1.9 < seconds_to_fail(url + "?connect_timeout=2") < 5
+
+
+def test_relation_search_rows_go_with_0016_and_come_back_with_its_downgrade(
+    database_url: str,
+) -> None:
+    """0016 deletes the search rows of relations (filters read ``catalog_relations``), keeps
+    the rows of an entity's own field called ``relations.x``, writes a plugin's refs in lower
+    case, and gives the same filter answers before and after; the downgrade writes the rows of
+    served entities' relations again."""
+    from greenroom.catalog.tables import entities, relations, search
+
+    engine = db.create_engine(database_url)
+    migrate(engine, "0015")
+    long_ref = "component:default/" + "x" * 250
+    with engine.begin() as conn:
+        for entity_id, name, final in ((1, "a", "'{}'"), (2, "b", "'{}'"), (3, "z", "NULL")):
+            conn.exec_driver_sql(
+                "INSERT INTO catalog_entities (id, ref, uid, kind, namespace, name, origin_key, "
+                f"location_key, final, updated_at) VALUES ({entity_id}, "
+                f"'component:default/{name}', 'uid-{name}', 'Component', 'default', '{name}', "
+                f"'o', 'l', {final}, '2026-01-01 00:00:00')"
+            )
+        conn.execute(
+            relations.insert(),
+            [
+                dict(zip(("originating_ref", "source_ref", "type", "target_ref"), r, strict=True))
+                for r in (
+                    ("component:default/a", "component:default/a", "ownedBy", "Group:Default/Team"),
+                    ("component:default/a", "group:default/team", "ownerOf", "component:default/a"),
+                    ("component:default/b", "component:default/b", "dependsOn", long_ref),
+                    (
+                        "component:default/z",
+                        "component:default/z",
+                        "dependsOn",
+                        "component:default/a",
+                    ),
+                )
+            ],
+        )
+        conn.execute(
+            search.insert(),
+            [
+                dict(zip(("ref", "key", "value", "original_value", "entity_id"), r, strict=True))
+                for r in (
+                    ("component:default/a", "kind", "component", "Component", 1),
+                    (
+                        "component:default/a",
+                        "relations.ownedby",
+                        "group:default/team",
+                        "Group:Default/Team",
+                        1,
+                    ),
+                    ("component:default/b", "relations.dependson", None, None, 2),
+                    # b's own field called relations.ownedBy: not a relation of b
+                    ("component:default/b", "relations.ownedby", "group:default/other", None, 2),
+                )
+            ],
+        )
+
+    def answers() -> dict[str, list[str]]:
+        filters = {
+            "team": "relations.ownedby=group:default/team",
+            "other": "relations.ownedby=group:default/other",
+            "depends": "relations.dependson",
+        }
+        found = {}
+        with engine.connect() as conn:
+            for name, text in filters.items():
+                where = queries.filter_clause(queries.parse_filters([text]))
+                refs = conn.execute(sa.select(entities.c.ref).where(where).order_by("ref"))
+                found[name] = list(refs.scalars())
+        return found
+
+    expected = {
+        "team": ["component:default/a"],
+        "other": ["component:default/b"],
+        "depends": ["component:default/b"],
+    }
+
+    def rows() -> set[tuple[Any, ...]]:
+        with engine.connect() as conn:
+            return {
+                tuple(r)
+                for r in conn.execute(sa.select(search.c.ref, search.c.key, search.c.value))
+            }
+
+    migrate(engine, "head")
+    assert answers() == expected
+    assert rows() == {
+        ("component:default/a", "kind", "component"),
+        ("component:default/b", "relations.ownedby", "group:default/other"),
+    }
+    with engine.connect() as conn:
+        stored = set(conn.execute(sa.select(relations.c.source_ref, relations.c.target_ref)))
+        assert ("component:default/a", "group:default/team") in stored
+        assert db.index_names(conn, ["catalog_relations"]) >= {"ix_catalog_relations_type_target"}
+    migrate(engine, "0015", down=True)
+    assert rows() == {
+        ("component:default/a", "kind", "component"),
+        ("component:default/a", "relations.ownedby", "group:default/team"),
+        ("component:default/b", "relations.dependson", None),
+        ("component:default/b", "relations.ownedby", "group:default/other"),
+        # group:default/team is not stored and z is not served: no rows of theirs
+    }
+    with engine.connect() as conn:
+        assert "ix_catalog_relations_type_target" not in db.index_names(conn, ["catalog_relations"])
+    engine.dispose()

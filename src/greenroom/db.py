@@ -344,6 +344,22 @@ def among(connection: sa.Connection, column: str, values: Sequence[Any]) -> tupl
     return f"{column} IN ({', '.join(['?'] * len(values))})", list(values)
 
 
+def index_names(connection: sa.Connection, tables: Sequence[str]) -> set[str]:
+    """The names of the indexes on ``tables``, expression indexes included (SQLAlchemy's
+    reflection skips those on SQLite, with a warning)."""
+    if connection.dialect.name == "postgresql":
+        sql = (
+            "SELECT indexname FROM pg_indexes "
+            "WHERE schemaname = current_schema() AND tablename = ANY(%s)"
+        )
+        params: Any = (list(tables),)
+    else:
+        marks = ", ".join("?" * len(tables))
+        sql = f"SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ({marks})"
+        params = tuple(tables)
+    return {str(name) for (name,) in connection.exec_driver_sql(sql, params)}
+
+
 def driver_usable(connection: sa.Connection) -> bool:
     """Whether a statement sent past SQLAlchemy (:func:`driver_cursor`) runs where SQLAlchemy
     thinks it does: on a reader's connection (each statement on its own) or inside a

@@ -19,11 +19,11 @@ import sqlalchemy as sa
 
 from greenroom.catalog.model.refs import format_ref
 from greenroom.catalog.queries import full_text_refs
-from greenroom.catalog.search_rows import search_rows
 from greenroom.catalog.tables import DEFERRED_INDEXES
 from greenroom.catalog.text_index import create_text_indexes, drop_text_indexes
 from greenroom.catalog.text_memory import SEPARATOR, TextMatcher, TextSnapshot, _Column
 from greenroom.db import read_generation
+from tests.catalog.oracle import backstage_rows, values_by_key
 
 COMPONENT = """
 apiVersion: backstage.io/v1alpha1
@@ -33,7 +33,7 @@ metadata:
   title: "{title}"
   description: "{description}"
   tags: [{tags}]
-spec: {{type: {type}, lifecycle: production, owner: team-a}}
+spec: {{type: {type}, lifecycle: production, owner: {owner}}}
 """
 USER = """
 apiVersion: backstage.io/v1alpha1
@@ -69,6 +69,7 @@ def documents() -> dict[str, str]:
                 description=f"Handles {'billing' if i % 2 else 'payments'} at 50% load",
                 tags="python, tier-1" if i % 2 else "java",
                 type="service" if i % 4 else "website",
+                owner="team-b" if i % 5 == 1 else "team-a",
             )
         )
     for i, display in enumerate(["Ada Lovelace", "Bob_Builder", "Zoë %Percent"]):
@@ -76,7 +77,20 @@ def documents() -> dict[str, str]:
     return {"all.yaml": "\n---\n".join(docs)}
 
 
-TERMS = ["s", "Sv", "svc", "SERVICE 1", "%", "_", "100%", "e_c", "\\", "größe", "zz", " bill "]
+TERMS = [
+    "s",
+    "Sv",
+    "svc",
+    "SERVICE 1",
+    "%",
+    "_",
+    "100%",
+    "e_c",
+    "\\",
+    "größe",
+    "zz",
+    " bill ",
+]
 FIELDS = [
     "metadata.name",
     "metadata.title",
@@ -85,8 +99,28 @@ FIELDS = [
     "metadata.description",
     "metadata.tags,spec.type",
 ]
-FILTERS: list[list[str]] = [[], ["kind=component"], ["kind=component,spec.type=website"]]
-ORDERS = [["metadata.name,asc"], ["metadata.name,desc"], ["metadata.title,asc"], []]
+FILTERS: list[list[str]] = [
+    [],
+    ["kind=component"],
+    ["kind=component,spec.type=website"],
+]
+ORDERS = [
+    ["metadata.name,asc"],
+    ["metadata.name,desc"],
+    ["metadata.title,asc"],
+    [],
+]
+
+
+# Keys ``relations.*``, read from the relations (``relation_search.py``), in fewer combinations.
+RELATION_CASES = list(
+    itertools.product(
+        ["s", "user:default/user-1", "m-b", "%"],  # user-1: a relation's target only (hasMember)
+        ["relations.ownedby", "relations.hasmember,metadata.name", ""],  # "": the order's field
+        [[], ["relations.ownedby=group:default/team-b"], ["kind=group,relations.hasmember"]],
+        [["relations.ownedby,desc"], ["relations.hasmember,asc"], ["metadata.name,asc"], []],
+    )
+)
 
 
 def expected(
@@ -98,23 +132,21 @@ def expected(
 ) -> list[str]:
     """The definition: refs in order (Backstage's semantics on its search table)."""
     wanted = term.strip().lower()
-    keys = [f.lower() for f in fields.split(",")]
+    keys = [f.lower() for f in fields.split(",") if f]
+    if not keys:  # Backstage: the order's field, else the uid
+        keys = [order[0].partition(",")[0].lower()] if order else ["metadata.uid"]
     out: list[tuple[str | None, str]] = []
     for entity in entities:
         ref = format_ref(
             entity["kind"], entity["metadata"].get("namespace"), entity["metadata"]["name"]
         )
-        rows = search_rows(ref, entity, 0)
-        values: dict[str, list[str]] = {}
-        for _, key, value, _, _ in rows:
-            if value is not None:
-                values.setdefault(key, []).append(value)
+        values = values_by_key(entity)
         if not any(wanted in v for k in keys for v in values.get(k, [])):
             continue
         if filters and not any(
             all(
-                value.lower() in values.get(key.lower(), [])
-                for key, _, value in (cond.partition("=") for cond in f.split(","))
+                value.lower() in values.get(key.lower(), []) if eq else key.lower() in values
+                for key, eq, value in (cond.partition("=") for cond in f.split(","))
             )
             for f in filters
         ):
@@ -150,7 +182,8 @@ def all_pages(catalog: Any, params: list[tuple[str, str]]) -> tuple[list[str], i
 
 def check_all(catalog: Any) -> None:
     entities = catalog.get("/entities")
-    for term, fields, filters, order in itertools.product(TERMS, FIELDS, FILTERS, ORDERS):
+    cases = itertools.product(TERMS, FIELDS, FILTERS, ORDERS)
+    for term, fields, filters, order in itertools.chain(cases, RELATION_CASES):
         params = [("fullTextFilterTerm", term), ("fullTextFilterFields", fields)]
         params += [("filter", f) for f in filters] + [("orderField", o) for o in order]
         refs, total = all_pages(catalog, params)
@@ -188,6 +221,8 @@ LIST_ORDERS = [
     ["asc:metadata.tags"],  # several values: the smallest
     ["desc:spec.profile.displayname"],  # users only: the rest last
     ["desc:kind", "desc:metadata.description", "asc:metadata.name"],
+    ["desc:relations.ownedby", "asc:metadata.name"],  # relations: catalog_relations
+    ["asc:relations.hasmember"],
 ]
 
 
@@ -200,7 +235,7 @@ def expected_list(entities: list[dict[str, Any]], orders: list[str]) -> list[str
             entity["kind"], entity["metadata"].get("namespace"), entity["metadata"]["name"]
         )
         smallest: dict[str, str] = {}
-        for _, key, value, _, _ in search_rows(ref, entity, 0):
+        for key, value, _ in backstage_rows(entity):
             if value is not None and (key not in smallest or value < smallest[key]):
                 smallest[key] = value
         keyed.append((ref, smallest))
@@ -397,7 +432,12 @@ def test_facets_count_each_spelling_apart(make_catalog: Any) -> None:
     spellings = ["service", "Service", "service", "SERVICE", "website", "Service"]
     docs = [GROUP] + [
         COMPONENT.format(
-            name=f"c-{i}", title="t", description="d", tags="java" if i % 2 else "go", type=t
+            name=f"c-{i}",
+            title="t",
+            description="d",
+            tags="java" if i % 2 else "go",
+            type=t,
+            owner="team-a",
         )
         for i, t in enumerate(spellings)
     ]

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from greenroom.catalog.model.refs import format_ref
-from greenroom.catalog.search_rows import search_rows
+from tests.catalog.oracle import backstage_rows, ref_of
 
 COMPONENT = """
 apiVersion: backstage.io/v1alpha1
@@ -26,12 +25,17 @@ metadata:
   name: {name}
   {title}
   tags: [{tags}]
-spec: {{type: {type}, lifecycle: {lifecycle}, owner: team-a}}
+spec: {{type: {type}, lifecycle: {lifecycle}, owner: {owner}{system}}}
 """
 OTHERS = """
 apiVersion: backstage.io/v1alpha1
 kind: Group
 metadata: {name: team-a, title: "Team A"}
+spec: {type: team, children: []}
+---
+apiVersion: backstage.io/v1alpha1
+kind: Group
+metadata: {name: team-b}
 spec: {type: team, children: []}
 ---
 apiVersion: backstage.io/v1alpha1
@@ -57,6 +61,9 @@ def documents() -> dict[str, str]:
                 tags="b, a" if i % 3 == 0 else ("c" if i % 3 == 1 else ""),
                 type=["service", "website", "library"][i % 3],
                 lifecycle="production" if i % 4 else "experimental",
+                # Relations: two owners (one not stored), and a system for a third of them.
+                owner=["team-a", "team-b", "group:default/nobody"][i % 3],
+                system=", system: alpha-system" if i % 3 == 2 else "",
             )
         )
     return {"all.yaml": "\n---\n".join(docs)}
@@ -68,6 +75,9 @@ FILTERS: list[list[str]] = [
     ["kind=component,spec.lifecycle=production"],
     ["kind=api", "spec.type=website"],
     ["metadata.tags"],
+    ["relations.ownedby=group:default/team-b"],
+    ["kind=component,relations.partof", "relations.ownedby=group:default/nobody"],
+    ["relations.ownerof"],
 ]
 ORDERS = [
     [],
@@ -78,13 +88,11 @@ ORDERS = [
     ["metadata.tags,asc"],
     ["spec.type,desc"],
     ["kind,asc"],
+    ["relations.ownedby,asc"],
+    ["relations.ownerof,desc"],
+    ["relations.partof,asc"],
+    ["relations.haspart,desc"],
 ]
-
-
-def ref_of(entity: dict[str, Any]) -> str:
-    return format_ref(
-        entity["kind"], entity["metadata"].get("namespace"), entity["metadata"]["name"]
-    )
 
 
 def expected(entities: list[dict[str, Any]], filters: list[str], order: list[str]) -> list[str]:
@@ -93,12 +101,14 @@ def expected(entities: list[dict[str, Any]], filters: list[str], order: list[str
     for entity in entities:
         ref = ref_of(entity)
         values: dict[str, list[str]] = {}
-        for _, key, value, _, _ in search_rows(ref, entity, 0):
+        keys: set[str] = set()
+        for key, value, _ in backstage_rows(entity):
+            keys.add(key)
             if value is not None:
                 values.setdefault(key, []).append(value)
         if filters and not any(
             all(
-                key.lower() in values
+                key.lower() in keys
                 if not eq
                 else any(value.lower() == v for v in values.get(key.lower(), []))
                 for key, eq, value in (cond.partition("=") for cond in f.split(","))

@@ -400,7 +400,7 @@ def test_stitched_peers_are_as_a_full_stitch_would_make_them(
     make_catalog: Any, monkeypatch: pytest.MonkeyPatch, walked_apart: bool
 ) -> None:
     """Peers stitched at the end of a root get only their relations replaced, starting from
-    their stored final entity, and only the ``relations.*`` search rows that differ written:
+    their stored final entity, and their search rows (which hold no relation) are kept:
     after a first load (peers only gain relations) and after a refresh in which some lose
     relations and others gain them, every final entity and search row must be exactly what a
     full stitch writes, whichever process walked them."""

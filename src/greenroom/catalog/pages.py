@@ -12,7 +12,10 @@ Backstage's does, and the next page is read from there:
   ``(key, value, ref)`` index in the page's order, each checked against the filters as it is
   read (a filter that keeps few entities makes that scan longer: it is still bounded by the
   entities holding the key); then those without a value (nulls last), in ``ref`` order;
-- with a full-text term, from the matching refs alone, as before.
+- with a full-text term, from the matching refs alone, as before;
+- ordered by a ``relations.*`` key (read from ``catalog_relations``, ``relation_search.py``,
+  which has no index in that order), as with a term that every served entity matches: each
+  entity's sort value is looked up and all are sorted for each page.
 
 The order: the entity's smallest value of the key, ascending or descending, then entities
 without one; ties, and entities without a value, by ``ref`` in the direction of the order
@@ -30,6 +33,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from greenroom.catalog import relation_search
 from greenroom.catalog.predicates import Node
 from greenroom.catalog.queries import (
     SERVED,
@@ -79,6 +83,9 @@ def read(
     """A page of a by-query, in the order of the page, from the entities of a full-text term
     (``matches``) or from all; with the number of matches when ``total`` asked for it and the
     page's query could count them (a window over the matches of a term that found any)."""
+    if matches is None and order and relation_search.relation_type(order[0].lower()):
+        matches = sa.select(entities.c.ref).where(SERVED).subquery("matches")
+        total = False  # counted apart, from an index, as for other pages without a term
     if matches is None:
         page = read_page(
             conn, where, order, position=position, backwards=backwards, offset=offset, limit=limit

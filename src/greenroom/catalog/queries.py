@@ -27,7 +27,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from greenroom.catalog import predicates
+from greenroom.catalog import predicates, relation_search
 from greenroom.catalog.narrowing import entity_json
 from greenroom.catalog.predicates import Match, Node
 from greenroom.catalog.stitch import chunks
@@ -175,13 +175,24 @@ def _match(node: Match, on: _Target) -> sa.ColumnElement[bool]:
             return on.kind.is_not(None) if values is None else sa.func.lower(on.kind).in_(values)
     rows = search.alias("f") if on.correlated is not None else search
     conditions = [rows.c.key == key]
-    if node.prefix is not None:
-        conditions.append(rows.c.value.like(like_escaped(node.prefix) + "%", escape="\\"))
+    prefix = None if node.prefix is None else like_escaped(node.prefix)
+    if prefix is not None:
+        conditions.append(rows.c.value.like(prefix + "%", escape="\\"))
     elif values is not None:
         conditions.append(rows.c.value.in_(values))
+    # ``relations.<type>``: the relations themselves, and search rows of a field so named.
+    type_ = relation_search.relation_type(key)
     if on.correlated is not None:
-        return sa.exists().where(rows.c.entity_id == on.correlated, *conditions)
-    return on.ref.in_(sa.select(search.c.ref).where(*conditions))
+        found: sa.ColumnElement[bool] = sa.exists().where(
+            rows.c.entity_id == on.correlated, *conditions
+        )
+        if type_ is not None:
+            found = sa.or_(sa.exists(relation_search.sources(type_, values, prefix, on.ref)), found)
+        return found
+    refs: sa.Select[Any] | sa.CompoundSelect[Any] = sa.select(search.c.ref).where(*conditions)
+    if type_ is not None:
+        refs = sa.union(relation_search.sources(type_, values, prefix, None), refs)
+    return on.ref.in_(refs)
 
 
 def filter_clause(where: Node | None) -> sa.ColumnElement[bool]:
@@ -238,11 +249,16 @@ def full_text_refs(term: str | None, fields: Sequence[str]) -> sa.Subquery | Non
     if not term or not term.strip():
         return None
     value = search.c.value if TRIGRAM_WORD.search(term) else search.c.value.concat("")
-    like = value.like(like_pattern(term), escape="\\")
+    pattern = like_pattern(term)
+    like = value.like(pattern, escape="\\")
     keys = searched_keys(fields)
-    if not keys:
-        return sa.select(search.c.ref).where(like).distinct().subquery("matches")
-    parts = []
+    if not keys:  # every key, relations.* included (``relation_search.py``)
+        every = [sa.select(search.c.ref).where(like), relation_search.text_matches(pattern, None)]
+        return sa.union(*every).subquery("matches")
+    types = [t for t in map(relation_search.relation_type, keys) if t is not None]
+    parts: list[sa.Select[Any]] = []
+    if types:
+        parts.append(relation_search.text_matches(pattern, types))
     for key in keys:
         # Only the keys of the indexed set, which are constants, are written into the SQL.
         key_value = sa.literal(key, literal_execute=True) if key in TEXT_KEYS else key
@@ -312,15 +328,41 @@ def order_value(
     """The value of ``key`` of the entity ``entity_id``, to sort by (the smallest when it
     repeats).
 
-    Given the entity's ``ref``, ``metadata.name`` is read from it (see the module's docs).
+    Given the entity's ``ref``, ``metadata.name`` is read from it (see the module's docs);
+    ``relations.*`` keys are read from the entity's relations by it (``entities.ref`` when not
+    given).
     """
     if ref is not None and key.lower() == "metadata.name":
         return ref_name(ref)
-    return (
+    own = (
         sa.select(sa.func.min(search.c.value))
         .where(search.c.entity_id == entity_id, search.c.key == key.lower())
         .scalar_subquery()
     )
+    type_ = relation_search.relation_type(key.lower())
+    if type_ is None:
+        return own
+    related = relation_search.smallest_target(type_, entities.c.ref if ref is None else ref)
+    return smaller(own, related)
+
+
+class smaller(FunctionElement[str]):
+    """The smaller of two values where either may be NULL (the other then), NULL when both
+    are: PostgreSQL's ``least``; SQLite's two-argument ``min`` is NULL when either is."""
+
+    type = sa.String()
+    inherit_cache = True
+
+
+@compiles(smaller)
+def _smaller_sqlite(element: smaller, compiler: SQLCompiler, **kw: Any) -> str:
+    first, second = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"min(coalesce({first}, {second}), coalesce({second}, {first}))"
+
+
+@compiles(smaller, "postgresql")
+def _smaller_postgresql(element: smaller, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"least({compiler.process(element.clauses, **kw)})"
 
 
 def json_array(items: Iterable[bytes]) -> bytes:
@@ -415,6 +457,16 @@ def facets(
     if not keys:
         return result
     lowered = {key.lower(): key for key in keys}
+    refs = None if where is SERVED else sa.select(entities.c.ref).where(where)
+    for key in list(lowered):
+        type_ = relation_search.relation_type(key)
+        if type_ is not None:  # with the relations themselves (``relation_search.py``)
+            pairs = sa.union_all(*relation_search.facet_rows(type_, key, refs)).subquery()
+            spelling = pairs.c[1]
+            counted = sa.select(spelling, sa.func.count()).group_by(spelling)
+            result[lowered.pop(key)] = [
+                {"value": value, "count": count} for value, count in conn.execute(counted)
+            ]
     # Backstage counts each spelling apart. The original spelling is stored only where it
     # differs from the lower-cased value (``search_rows``; a row written before migration 0011
     # by a replica not yet upgraded may still repeat it, and counts with its spelling), and
@@ -436,7 +488,7 @@ def facets(
         # Search rows exist only for served entities, so without a filter there is nothing to
         # join: the facet is read from the index alone.
         query = query.where(search.c.ref.in_(sa.select(entities.c.ref).where(where)))
-    for row in conn.execute(query):
+    for row in conn.execute(query) if lowered else ():
         result[lowered[row.key]].append({"value": row.spelling, "count": row.count})
     for items in result.values():
         items.sort(key=lambda item: item["value"])

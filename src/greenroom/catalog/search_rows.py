@@ -2,9 +2,13 @@
 
 Keys are dotted paths, lower-cased; values are lower-cased strings. Arrays repeat their key per
 item, and an array of strings also yields ``path.<item> = true`` so that ``metadata.tags.java``
-can be filtered on. Relations become ``relations.<type> = <targetRef>``. Keys over 200
-characters are skipped and values over 200 characters are stored as NULL, as Backstage does, so
-that the index stays small.
+can be filtered on. Keys over 200 characters are skipped and values over 200 characters are
+stored as NULL, as Backstage does, so that the index stays small.
+
+Backstage also writes a row ``relations.<type> = <targetRef>`` per relation. Greenroom does not:
+those pairs are ``catalog_relations`` itself (a quarter of all search rows, and the only rows
+a peer's stitch would rewrite), and ``relation_search.py`` answers filters, facets, full text
+and order on ``relations.*`` keys from that table, with the same answers.
 
 ``original_value`` keeps the spelling for facets, but only where it differs from ``value``: it
 is NULL for a value written in lower case, as nearly all are (Backstage stores both always).
@@ -69,13 +73,6 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def relation_rows(ref: str, entity: dict[str, Any], entity_id: int) -> list[Row]:
-    """Only the ``relations.<type>`` rows of an entity, for when nothing else changed."""
-    relations = entity.get("relations") or []
-    pairs = [(f"relations.{r['type']}", r["targetRef"]) for r in relations]
-    return _rows(ref, entity_id, pairs)
-
-
 def search_rows(ref: str, entity: dict[str, Any], entity_id: int) -> list[Row]:
     """The search rows of one final entity, whose ref and id are ``ref`` and ``entity_id``:
     ``(ref, key, value, original_value, entity_id)``."""
@@ -84,8 +81,6 @@ def search_rows(ref: str, entity: dict[str, Any], entity_id: int) -> list[Row]:
     raw.append(("metadata.name", meta.get("name")))
     raw.append(("metadata.namespace", meta.get("namespace") or "default"))
     raw.append(("metadata.uid", meta.get("uid")))
-    for relation in entity.get("relations") or []:
-        raw.append((f"relations.{relation['type']}", relation["targetRef"]))
     return _rows(ref, entity_id, raw)
 
 

@@ -18,7 +18,7 @@ import orjson
 import sqlalchemy as sa
 
 from greenroom.catalog.model.problems import Problem
-from greenroom.catalog.search_rows import Row, relation_rows, search_rows
+from greenroom.catalog.search_rows import Row, search_rows
 from greenroom.catalog.tables import entities, relations, search, stitch_queue
 from greenroom.db import WROTE, among, bulk_insert, driver_cursor, param_mark
 
@@ -105,11 +105,9 @@ def _restitch(connection: sa.Connection, todo: Sequence[str]) -> int:
 
     The stored final entity is the processed one stitched with the relations of its last
     stitch (every write of processed content, problems or the orphan mark stitches in full in
-    the same transaction), so only its ``relations`` and ``etag`` are replaced, and only the
-    ``relations.*`` search rows that differ are written: a peer of a first load (a group whose
-    members come in later batches) only gains relations, and deleting and inserting again the
-    rows it kept cost most of the end-of-root stitch. An entity never stitched is stitched in
-    full.
+    the same transaction), so only its ``relations`` and ``etag`` are replaced. Its search rows
+    stay as they are: they hold no relation (``relation_search.py``). An entity never stitched
+    is stitched in full.
     """
     changed = 0
     unstitched: list[str] = []
@@ -121,37 +119,17 @@ def _restitch(connection: sa.Connection, todo: Sequence[str]) -> int:
             rows = cursor.fetchall()
         rels = _relations_by_source(connection, batch)
         updates: list[tuple[str, str, int]] = []
-        replaced: list[int] = []
-        new_search: list[Row] = []
         for ref, entity_id, stored, old_etag in rows:
             if stored is None:
                 unstitched.append(ref)
                 continue
             final = orjson.loads(stored)
-            before = relation_rows(ref, final, entity_id)
             etag = _set_relations(final, rels.get(ref, set()))
-            if etag == old_etag:
-                continue
-            updates.append((dumps(final), etag, entity_id))
-            after = relation_rows(ref, final, entity_id)
-            kept = set(after)
-            if all(row in kept for row in before):  # only gained: add the new rows
-                had = set(before)
-                new_search.extend(row for row in after if row not in had)
-            else:
-                replaced.append(entity_id)
-                new_search.extend(after)
+            if etag != old_etag:
+                updates.append((dumps(final), etag, entity_id))
         if updates:
             changed += len(updates)
             _update_finals(connection, updates)
-            if replaced:
-                connection.execute(
-                    search.delete().where(
-                        search.c.entity_id.in_(replaced),
-                        search.c.key.startswith("relations."),
-                    )
-                )
-            bulk_insert(connection, search, SEARCH_COLUMNS, new_search)
     return changed + (stitch(connection, unstitched) if unstitched else 0)
 
 

@@ -5,7 +5,8 @@
   (stitched) entity that the API serves; ``final`` is NULL while an entity cannot be served.
 - ``catalog_relations``: relations, each attributed to the entity whose processing emitted it.
 - ``catalog_search``: the final entity flattened into ``key = value`` rows for filters and facets
-  (served entities only; written and deleted with the entity's stitch).
+  (served entities only; written and deleted with the entity's stitch). Its relations are not
+  there: ``relations.*`` keys are read from ``catalog_relations`` (``relation_search.py``).
 - ``catalog_stitch_queue``: entities whose relations changed through another entity's write,
   waiting to be stitched at the end of the root (a table of its own: a mark is a tiny row).
 - ``catalog_roots``: when each root location is next due, and which replica holds its lease.
@@ -78,6 +79,14 @@ relations = sa.Table(
     sa.Column("target_ref", REF, nullable=False),
     sa.Index("ix_catalog_relations_originating", "originating_ref"),
     sa.Index("ix_catalog_relations_source", "source_ref"),
+    # Filters, facets and full text on ``relations.<type>`` keys (migration 0016,
+    # ``relation_search.py``): the relations of a type, by target, with their sources.
+    sa.Index(
+        "ix_catalog_relations_type_target",
+        sa.func.lower(sa.column("type")),
+        "target_ref",
+        "source_ref",
+    ),
 )
 
 search = sa.Table(
@@ -109,11 +118,16 @@ stitch_queue = sa.Table(
 #: millions of rows into an index in random order costs several times more than sorting them
 #: once (see :meth:`greenroom.catalog.ingest.engine.IngestionEngine.bulk_load`).
 #: ``ix_catalog_relations_originating`` only serves replacing what an entity emitted, which a
-#: first load does not do.
+#: first load does not do; ``ix_catalog_relations_type_target`` only serves reads.
 DEFERRED_INDEXES: tuple[sa.Index, ...] = tuple(
     index
     for index in (*search.indexes, *relations.indexes)
-    if index.name in ("ix_catalog_search_key_value", "ix_catalog_relations_originating")
+    if index.name
+    in (
+        "ix_catalog_search_key_value",
+        "ix_catalog_relations_originating",
+        "ix_catalog_relations_type_target",
+    )
 )
 
 roots = sa.Table(

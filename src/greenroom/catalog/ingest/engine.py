@@ -55,6 +55,7 @@ from greenroom.db import (
     among,
     bulk_insert,
     driver_cursor,
+    index_names,
     refresh_statistics,
     sample_statistics,
     write_transaction,
@@ -176,8 +177,8 @@ class IngestionEngine:
         with self._lock, write_transaction(self.engine, changes_data=False) as conn:
             empty = conn.execute(sa.select(search.c.ref).limit(1)).first() is None
             if empty and defer:
-                for index in DEFERRED_INDEXES:
-                    index.drop(conn, checkfirst=True)
+                for index in DEFERRED_INDEXES:  # not ``checkfirst``: reflection (see db)
+                    conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index.name}")
                 drop_text_indexes(conn)
         try:
             yield empty
@@ -191,12 +192,7 @@ class IngestionEngine:
         :mod:`greenroom.catalog.text_index`); returns whether any was."""
         created = False
         with self._lock, write_transaction(self.engine, changes_data=False) as conn:
-            inspector = sa.inspect(conn)
-            present = {
-                ix["name"]
-                for table in (search.name, relations.name)
-                for ix in inspector.get_indexes(table)
-            }
+            present = index_names(conn, (search.name, relations.name))
             missing = [index for index in DEFERRED_INDEXES if index.name not in present]
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
@@ -558,7 +554,9 @@ def prepare(emitted: Emitted) -> Prepared:
     """What :meth:`IngestionEngine._write` needs of an entity that did not fail: its JSON, its
     relations and problems, and the hash that says whether anything of it changed."""
     problems = dumps([p.as_json() for p in emitted.problems])
-    rels = sorted({(r.source, r.type, r.target) for r in emitted.relations})
+    # Refs are canonical in lower case (a plugin's processor may spell them otherwise): the
+    # stitch finds an entity's relations by its ref, and filters compare targets as stored.
+    rels = sorted({(r.source.lower(), r.type, r.target.lower()) for r in emitted.relations})
     for relation in rels:
         if any("\x00" in text for text in relation):  # a plugin's processor emitted it
             shown = " ".join(relation).replace("\x00", "\\0")
