@@ -889,29 +889,54 @@ def test_a_postgresql_server_that_never_answers_fails_a_connection_in_time(
 def test_relation_search_rows_go_with_0016_and_come_back_with_its_downgrade(
     database_url: str,
 ) -> None:
-    """0016 deletes the search rows of relations (filters read ``catalog_relations``), keeps
-    the rows of an entity's own field called ``relations.x``, writes a plugin's refs in lower
-    case, and gives the same filter answers before and after; the downgrade writes the rows of
-    served entities' relations again."""
-    from greenroom.catalog.tables import entities, relations, search
+    """0016 deletes the search rows of relations (filters read ``catalog_relations``), stale
+    ones included, writes again those of an entity's own field called ``relations.x`` from its
+    served JSON, lower-cases a plugin's refs (Unicode's capitals too) and queues their sources
+    to be stitched; filters then answer from the relations. The downgrade writes the rows of
+    served entities' relations again from their JSON, each once."""
+    import json
+
+    from greenroom.catalog.tables import entities, relations, search, stitch_queue
 
     engine = db.create_engine(database_url)
     migrate(engine, "0015")
     long_ref = "component:default/" + "x" * 250
+    finals = {
+        "a": {
+            "kind": "Component",
+            "metadata": {"name": "a"},
+            "relations": [{"type": "ownedBy", "targetRef": "group:default/team"}],
+        },
+        "b": {
+            "kind": "Component",
+            "metadata": {"name": "b"},
+            "relations.ownedBy": "group:default/Other",  # b's own field, not a relation
+            "relations": [{"type": "dependsOn", "targetRef": long_ref}],
+        },
+    }
     with engine.begin() as conn:
-        for entity_id, name, final in ((1, "a", "'{}'"), (2, "b", "'{}'"), (3, "z", "NULL")):
-            conn.exec_driver_sql(
-                "INSERT INTO catalog_entities (id, ref, uid, kind, namespace, name, origin_key, "
-                f"location_key, final, updated_at) VALUES ({entity_id}, "
-                f"'component:default/{name}', 'uid-{name}', 'Component', 'default', '{name}', "
-                f"'o', 'l', {final}, '2026-01-01 00:00:00')"
+        for entity_id, name in ((1, "a"), (2, "b"), (3, "z")):
+            final = json.dumps(finals[name]) if name in finals else None
+            conn.execute(
+                entities.insert().values(
+                    id=entity_id,
+                    ref=f"component:default/{name}",
+                    uid=f"uid-{name}",
+                    kind="Component",
+                    namespace="default",
+                    name=name,
+                    origin_key="o",
+                    location_key="l",
+                    final=final,
+                    updated_at=sa.func.now(),
+                )
             )
         conn.execute(
             relations.insert(),
             [
                 dict(zip(("originating_ref", "source_ref", "type", "target_ref"), r, strict=True))
                 for r in (
-                    ("component:default/a", "component:default/a", "ownedBy", "Group:Default/Team"),
+                    ("component:default/a", "component:default/a", "ownedBy", "group:default/team"),
                     ("component:default/a", "group:default/team", "ownerOf", "component:default/a"),
                     ("component:default/b", "component:default/b", "dependsOn", long_ref),
                     (
@@ -919,6 +944,13 @@ def test_relation_search_rows_go_with_0016_and_come_back_with_its_downgrade(
                         "component:default/z",
                         "dependsOn",
                         "component:default/a",
+                    ),
+                    # A plugin's relation, with a capital only Unicode lower-cases.
+                    (
+                        "component:default/a",
+                        "component:default/a",
+                        "ownedBy",
+                        "group:default/Ärger",
                     ),
                 )
             ],
@@ -929,16 +961,23 @@ def test_relation_search_rows_go_with_0016_and_come_back_with_its_downgrade(
                 dict(zip(("ref", "key", "value", "original_value", "entity_id"), r, strict=True))
                 for r in (
                     ("component:default/a", "kind", "component", "Component", 1),
+                    ("component:default/a", "relations.ownedby", "group:default/team", None, 1),
+                    # Stale: a's relation to gone was dropped, a's stitch still queued.
                     (
                         "component:default/a",
-                        "relations.ownedby",
-                        "group:default/team",
-                        "Group:Default/Team",
+                        "relations.dependson",
+                        "component:default/gone",
+                        None,
                         1,
                     ),
                     ("component:default/b", "relations.dependson", None, None, 2),
-                    # b's own field called relations.ownedBy: not a relation of b
-                    ("component:default/b", "relations.ownedby", "group:default/other", None, 2),
+                    (
+                        "component:default/b",
+                        "relations.ownedby",
+                        "group:default/other",
+                        "group:default/Other",
+                        2,
+                    ),
                 )
             ],
         )
@@ -947,7 +986,9 @@ def test_relation_search_rows_go_with_0016_and_come_back_with_its_downgrade(
         filters = {
             "team": "relations.ownedby=group:default/team",
             "other": "relations.ownedby=group:default/other",
+            "ärger": "relations.ownedby=group:default/ärger",
             "depends": "relations.dependson",
+            "gone": "relations.dependson=component:default/gone",
         }
         found = {}
         with engine.connect() as conn:
@@ -957,37 +998,52 @@ def test_relation_search_rows_go_with_0016_and_come_back_with_its_downgrade(
                 found[name] = list(refs.scalars())
         return found
 
-    expected = {
-        "team": ["component:default/a"],
-        "other": ["component:default/b"],
-        "depends": ["component:default/b"],
-    }
-
-    def rows() -> set[tuple[Any, ...]]:
+    def rows() -> list[tuple[Any, ...]]:
         with engine.connect() as conn:
-            return {
-                tuple(r)
-                for r in conn.execute(sa.select(search.c.ref, search.c.key, search.c.value))
-            }
+            columns = (search.c.ref, search.c.key, search.c.value, search.c.original_value)
+            return sorted((tuple(r) for r in conn.execute(sa.select(*columns))), key=repr)
 
     migrate(engine, "head")
-    assert answers() == expected
-    assert rows() == {
-        ("component:default/a", "kind", "component"),
-        ("component:default/b", "relations.ownedby", "group:default/other"),
+    assert answers() == {
+        "team": ["component:default/a"],
+        "other": ["component:default/b"],
+        "ärger": ["component:default/a"],
+        "depends": ["component:default/b"],
+        "gone": [],
     }
+    assert rows() == sorted(
+        [
+            ("component:default/a", "kind", "component", "Component"),
+            (
+                "component:default/b",
+                "relations.ownedby",
+                "group:default/other",
+                "group:default/Other",
+            ),
+        ],
+        key=repr,
+    )
     with engine.connect() as conn:
-        stored = set(conn.execute(sa.select(relations.c.source_ref, relations.c.target_ref)))
-        assert ("component:default/a", "group:default/team") in stored
-        assert db.index_names(conn, ["catalog_relations"]) >= {"ix_catalog_relations_type_target"}
+        targets = set(conn.execute(sa.select(relations.c.target_ref)).scalars())
+        assert "group:default/ärger" in targets and "group:default/Ärger" not in targets
+        assert set(conn.execute(sa.select(stitch_queue.c.ref)).scalars()) == {"component:default/a"}
+        assert "ix_catalog_relations_type_target" in db.index_names(conn, ["catalog_relations"])
     migrate(engine, "0015", down=True)
-    assert rows() == {
-        ("component:default/a", "kind", "component"),
-        ("component:default/a", "relations.ownedby", "group:default/team"),
-        ("component:default/b", "relations.dependson", None),
-        ("component:default/b", "relations.ownedby", "group:default/other"),
-        # group:default/team is not stored and z is not served: no rows of theirs
-    }
+    assert rows() == sorted(
+        [
+            ("component:default/a", "kind", "component", "Component"),
+            ("component:default/a", "relations.ownedby", "group:default/team", None),
+            ("component:default/b", "relations.dependson", None, None),
+            # b's own field first, with its spelling; no second row for the same value
+            (
+                "component:default/b",
+                "relations.ownedby",
+                "group:default/other",
+                "group:default/Other",
+            ),
+        ],
+        key=repr,
+    )
     with engine.connect() as conn:
         assert "ix_catalog_relations_type_target" not in db.index_names(conn, ["catalog_relations"])
     engine.dispose()

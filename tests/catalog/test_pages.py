@@ -31,7 +31,17 @@ OTHERS = """
 apiVersion: backstage.io/v1alpha1
 kind: Group
 metadata: {name: team-a, title: "Team A"}
-spec: {type: team, children: []}
+spec: {type: team, children: [], members: [u1, u2]}
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata: {name: u1}
+spec: {memberOf: [team-a, team-b]}
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata: {name: u2}
+spec: {memberOf: [team-a]}
 ---
 apiVersion: backstage.io/v1alpha1
 kind: Group
@@ -92,6 +102,9 @@ ORDERS = [
     ["relations.ownerof,desc"],
     ["relations.partof,asc"],
     ["relations.haspart,desc"],
+    # Emitted twice, by the group and by the user: each entity once.
+    ["relations.memberof,desc"],
+    ["relations.hasmember,asc"],
 ]
 
 

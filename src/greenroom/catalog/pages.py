@@ -13,9 +13,9 @@ Backstage's does, and the next page is read from there:
   read (a filter that keeps few entities makes that scan longer: it is still bounded by the
   entities holding the key); then those without a value (nulls last), in ``ref`` order;
 - with a full-text term, from the matching refs alone, as before;
-- ordered by a ``relations.*`` key (read from ``catalog_relations``, ``relation_search.py``,
-  which has no index in that order), as with a term that every served entity matches: each
-  entity's sort value is looked up and all are sorted for each page.
+- ordered by a ``relations.*`` key (``relation_search.py``), the same from the relations of
+  the type in ``(target, source)`` order, merged with the search rows of an entity's own field
+  so named (nearly always none).
 
 The order: the entity's smallest value of the key, ascending or descending, then entities
 without one; ties, and entities without a value, by ``ref`` in the direction of the order
@@ -42,7 +42,7 @@ from greenroom.catalog.queries import (
     order_value,
     ref_name,
 )
-from greenroom.catalog.tables import entities, search
+from greenroom.catalog.tables import entities, relations, search
 
 Order = tuple[str, bool]  # search key, descending
 #: Search keys that every served entity has a value for: ordered by one of them, no entity
@@ -83,9 +83,11 @@ def read(
     """A page of a by-query, in the order of the page, from the entities of a full-text term
     (``matches``) or from all; with the number of matches when ``total`` asked for it and the
     page's query could count them (a window over the matches of a term that found any)."""
-    if matches is None and order and relation_search.relation_type(order[0].lower()):
+    if matches is None and order is not None and _own_relation_key(conn, order[0]):
+        # An entity has a field called like a relation key (a kind may allow one): its values
+        # merge with the relations' in no index's order; every entity's is computed instead.
         matches = sa.select(entities.c.ref).where(SERVED).subquery("matches")
-        total = False  # counted apart, from an index, as for other pages without a term
+        total = False  # counted apart, as for other pages without a term
     if matches is None:
         page = read_page(
             conn, where, order, position=position, backwards=backwards, offset=offset, limit=limit
@@ -106,6 +108,18 @@ def read(
     if backwards:
         rows.reverse()
     return rows, (result[0].total if total and result else None)
+
+
+def _own_relation_key(conn: sa.Connection, key: str) -> bool:
+    """Whether ``key`` is a ``relations.*`` key that some entity's own field gives search
+    rows too (nearly never: one index lookup)."""
+    key = key.lower()
+    if relation_search.relation_type(key) is None:
+        return False
+    return (
+        conn.execute(sa.select(search.c.ref).where(search.c.key == key).limit(1)).first()
+        is not None
+    )
 
 
 def read_page(
@@ -169,6 +183,8 @@ def _with_value(
     index ends with the entity's id, so neither needs the row itself.
     """
     key, down = order[0].lower(), order[1] != backwards
+    if relation_search.relation_type(key) is not None:
+        return _with_relation_value(where, key, down, position, backwards)
     rows, other = search.alias("s"), search.alias("s_min")
     smallest = (
         sa.select(sa.func.min(other.c.value))
@@ -202,6 +218,47 @@ def _with_value(
     )
 
 
+def _with_relation_value(
+    where: Node | None, key: str, down: bool, position: Position | None, backwards: bool
+) -> sa.Select[Any] | None:
+    """:func:`_with_value` for a ``relations.<type>`` key, whose ``(value, ref)`` pairs are
+    the relations of the type, ``(target, source)``, read in that order from
+    ``ix_catalog_relations_type_target``. Each pair once (``GROUP BY`` in the index's order:
+    an entity can have a relation twice, emitted by two entities), at the entity's smallest
+    target. Only for a key that no entity has a field of (see :func:`read_page`)."""
+    type_ = relation_search.relation_type(key)
+    assert type_ is not None
+    rows = relations.alias("r")
+    conditions: list[Any] = [
+        *relation_search.of_type_with_value(rows, type_),
+        rows.c.target_ref <= relation_search.smallest_target(type_, rows.c.source_ref),
+    ]
+    filters = filter_conditions(where, rows.c.source_ref, from_ref=True, correlated=entities.c.id)
+    if filters is not None:
+        conditions.append(filters)
+    if position is not None:
+        if position.value is None and not backwards:
+            return None  # past every entity with a value
+        if position.value is not None:
+            here = sa.tuple_(rows.c.target_ref, rows.c.source_ref)
+            there = sa.tuple_(sa.literal(position.value), sa.literal(position.ref))
+            conditions.append(here < there if down else here > there)
+    return (
+        sa.select(
+            rows.c.source_ref.label("ref"),
+            rows.c.target_ref.label("value"),
+            sa.func.min(entities.c.final).label("final"),  # the one entity's
+        )
+        .join(entities, entities.c.ref == rows.c.source_ref)
+        .where(SERVED, *conditions)
+        .group_by(rows.c.target_ref, rows.c.source_ref)
+        .order_by(
+            rows.c.target_ref.desc() if down else rows.c.target_ref.asc(),
+            rows.c.source_ref.desc() if down else rows.c.source_ref.asc(),
+        )
+    )
+
+
 def _without_value(
     where: Node | None, order: Order, position: Position | None, backwards: bool
 ) -> sa.Select[Any] | None:
@@ -215,9 +272,11 @@ def _without_value(
         return None
     if position is not None and position.value is not None and backwards:
         return None  # every entity without a value comes after
-    has_value = sa.exists().where(
+    has_value: sa.ColumnElement[bool] = sa.exists().where(
         search.c.entity_id == entities.c.id, search.c.key == key, search.c.value.is_not(None)
     )
+    if relation_search.relation_type(key) is not None:
+        has_value = order_value(key, entities.c.id, ref=entities.c.ref).is_not(None)
     after = position.ref if position is not None and position.value is None else None
     return _by_ref(where, after, down).where(~has_value)
 
@@ -248,7 +307,8 @@ def text_page(
     sort: sa.ColumnElement[Any] = sa.null()
     if order:
         sort = order_value(order[0], known.c.id, ref=ref) if known is not None else ref_name(ref)
-    columns: list[Any] = [ref, sort.label("value")]
+    value = sort.label("value")  # ordered by its name: computed once per match
+    columns: list[Any] = [ref, value]
     if total:
         columns.append(sa.func.count().over().label("total"))
     inner = sa.select(*columns).select_from(matches)
@@ -260,7 +320,7 @@ def text_page(
     if position is not None:
         inner = inner.where(_text_beyond(sort, ref, order, position, backwards))
     page = (
-        inner.order_by(*_text_order(sort, ref, order, backwards))
+        inner.order_by(*_text_order(value, ref, order, backwards))
         .offset(offset)
         .limit(limit)
         .subquery("page")

@@ -343,26 +343,14 @@ def order_value(
     if type_ is None:
         return own
     related = relation_search.smallest_target(type_, entities.c.ref if ref is None else ref)
-    return smaller(own, related)
-
-
-class smaller(FunctionElement[str]):
-    """The smaller of two values where either may be NULL (the other then), NULL when both
-    are: PostgreSQL's ``least``; SQLite's two-argument ``min`` is NULL when either is."""
-
-    type = sa.String()
-    inherit_cache = True
-
-
-@compiles(smaller)
-def _smaller_sqlite(element: smaller, compiler: SQLCompiler, **kw: Any) -> str:
-    first, second = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"min(coalesce({first}, {second}), coalesce({second}, {first}))"
-
-
-@compiles(smaller, "postgresql")
-def _smaller_postgresql(element: smaller, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"least({compiler.process(element.clauses, **kw)})"
+    # The smaller of the two, each computed once: ``least`` is PostgreSQL's alone, and SQLite's
+    # two-argument ``min`` is NULL when either is. Both databases let the arms of a subquery
+    # in FROM refer to the row outside (SQLAlchemy must be told: correlate_except).
+    both = sa.union_all(
+        sa.select(own.correlate_except(search).label("value")),
+        sa.select(related.label("value")),
+    ).subquery("both_values")
+    return sa.select(sa.func.min(both.c.value)).scalar_subquery()
 
 
 def json_array(items: Iterable[bytes]) -> bytes:
@@ -457,11 +445,16 @@ def facets(
     if not keys:
         return result
     lowered = {key.lower(): key for key in keys}
-    refs = None if where is SERVED else sa.select(entities.c.ref).where(where)
+    # Served entities without a filter: from the served-kind index (see count_matching).
+    refs = sa.select(entities.c.ref).where(
+        sa.and_(where, sa.func.lower(entities.c.kind) >= "") if where is SERVED else where
+    )
     for key in list(lowered):
         type_ = relation_search.relation_type(key)
         if type_ is not None:  # with the relations themselves (``relation_search.py``)
-            pairs = sa.union_all(*relation_search.facet_rows(type_, key, refs)).subquery()
+            own_rows = relation_search.has_own_rows(conn, key)
+            parts = relation_search.facet_rows(type_, key, refs, own_rows)
+            pairs = sa.union_all(*parts).subquery() if own_rows else parts[0].subquery()
             spelling = pairs.c[1]
             counted = sa.select(spelling, sa.func.count()).group_by(spelling)
             result[lowered.pop(key)] = [

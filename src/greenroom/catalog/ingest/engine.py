@@ -62,6 +62,7 @@ from greenroom.db import (
 )
 
 RELATION_COLUMNS = ("originating_ref", "source_ref", "type", "target_ref")
+RELATION_TYPE_CHARS = 64  # catalog_relations.type
 STATISTICS_FROM = 2000  # entities written before the planner's statistics are first sampled
 
 
@@ -561,6 +562,14 @@ def prepare(emitted: Emitted) -> Prepared:
         if any("\x00" in text for text in relation):  # a plugin's processor emitted it
             shown = " ".join(relation).replace("\x00", "\\0")
             raise ValueError(f"its relation {shown} contains a NUL character")
+        type_ = relation[1]
+        if not (0 < len(type_) <= RELATION_TYPE_CHARS and type_.isascii()):
+            # Filters fold a type's case in SQL (relation_search.py), ASCII's alone on SQLite;
+            # PostgreSQL refuses a longer one, which would fail the whole batch.
+            raise ValueError(
+                f"its relation type {type_!r} is not an ASCII name of 1 to "
+                f"{RELATION_TYPE_CHARS} characters"
+            )
     entity = emitted.entity
     processed = dumps(entity)
     if "\\u0000" in processed:  # the JSON escape of NUL (or text that looks like it)

@@ -6,14 +6,18 @@ The ``relations.*`` rows were a quarter of ``catalog_search`` and repeated the p
 ``catalog_relations``; they were also the only search rows a peer's stitch rewrote. Without
 them, a first load of 100,000 entities writes 26% fewer search rows (``docs/benchmarks.md``).
 
+Every ``relations.*`` search row goes, then the rows of an entity's own field so named (a kind
+may allow a top-level ``relations.x`` or ``Relations``) are written again from its served JSON.
 Refs in relations are made lower case where a plugin's processor wrote them otherwise (the
-ingestion now does so itself), since filters compare targets as stored. Only ASCII capitals are
-found by the database's ``lower``; such refs are rare (built-in relations are lower case), and
-the next processing of their entity writes them in lower case anyway.
+ingestion now does so itself, as Backstage's ``stringifyEntityRef``), since filters compare
+targets as stored, and the entities whose relations that changed are queued to be stitched at
+the end of the next walk. Both read every row in Python (Unicode's case, not only ASCII's): a
+few seconds at 100,000 entities.
 
 Replicas must be upgraded together: a replica on the code before this one still writes and
 reads relation search rows, and its filters on ``relations.*`` find only the entities it wrote.
-Downgrading writes the rows again from the relations of served entities.
+Downgrading writes the rows again from the served JSON of each entity, as the code before this
+one did; refs it lower-cased stay so.
 
 Revision ID: 0016
 Revises: 0015
@@ -21,6 +25,10 @@ Revises: 0015
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
 import sqlalchemy as sa
 from alembic import op
 
@@ -30,8 +38,9 @@ branch_labels = None
 depends_on = None
 
 REF = sa.String(512)
-MAX_VALUE = 200  # ``search_rows.MAX_VALUE``: longer values were stored as NULL
-BATCH = 500
+MAX_KEY = MAX_VALUE = 200  # ``search_rows``: longer keys had no row, longer values NULL
+BATCH = 1000
+PREFIX = "relations."
 
 relations = sa.Table(
     "catalog_relations",
@@ -47,25 +56,47 @@ by_type_target = sa.Index(
     relations.c.target_ref,
     relations.c.source_ref,
 )
-# A search row of a relation of its entity: the same key and value (NULL for a target over
-# ``MAX_VALUE`` characters). A row of the entity's own field that a kind let be called
-# ``relations.x`` stays (it is written again with the entity's next stitch anyway).
-RELATION_ROW = (
-    "EXISTS (SELECT 1 FROM catalog_relations r WHERE r.source_ref = {s}.ref "
-    "AND 'relations.' || lower(r.type) = {s}.key AND (r.target_ref = {s}.value "
-    f"OR ({{s}}.value IS NULL AND length(r.target_ref) > {MAX_VALUE})))"
+entities = sa.table(
+    "catalog_entities", sa.column("id"), sa.column("ref"), sa.column("final", sa.Text)
 )
+search = sa.table(
+    "catalog_search",
+    *(sa.column(name) for name in ("ref", "key", "value", "original_value", "entity_id")),
+)
+queue = sa.table("catalog_stitch_queue", sa.column("ref"))
+RELATION_ROWS = "DELETE FROM catalog_search WHERE key LIKE 'relations.%'"
+
+
+def _served(bind: sa.Connection) -> Iterator[tuple[int, str, str]]:
+    """``(id, ref, final)`` of every served entity, a batch at a time (no cursor held open
+    across the writes in between)."""
+    last = None
+    while True:
+        query = sa.select(entities.c.id, entities.c.ref, entities.c.final).where(
+            entities.c.final.is_not(None)
+        )
+        if last is not None:
+            query = query.where(entities.c.id > last)
+        rows = bind.execute(query.order_by(entities.c.id).limit(BATCH)).all()
+        if not rows:
+            return
+        yield from ((int(r.id), str(r.ref), str(r.final)) for r in rows)
+        last = rows[-1].id
+
+
+def _insert(bind: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), BATCH):
+        bind.execute(search.insert(), rows[start : start + BATCH])
 
 
 def _lower_refs(bind: sa.Connection) -> None:
-    capitals = bind.execute(
-        sa.select(relations).where(
-            sa.or_(
-                relations.c.source_ref != sa.func.lower(relations.c.source_ref),
-                relations.c.target_ref != sa.func.lower(relations.c.target_ref),
-            )
-        )
-    ).all()
+    """Relations' refs in lower case (Python's), their sources queued to be stitched."""
+    every = bind.execute(sa.select(relations).execution_options(yield_per=BATCH * 10))
+    capitals = [
+        row
+        for row in every
+        if row.source_ref != row.source_ref.lower() or row.target_ref != row.target_ref.lower()
+    ]
     for start in range(0, len(capitals), BATCH):
         part = capitals[start : start + BATCH]
         for row in part:
@@ -85,15 +116,42 @@ def _lower_refs(bind: sa.Connection) -> None:
                 for row in part
             ],
         )
+    sources = sorted({row.source_ref.lower() for row in capitals})
+    for start in range(0, len(sources), BATCH):
+        part = sources[start : start + BATCH]
+        known = set(bind.execute(sa.select(queue.c.ref).where(queue.c.ref.in_(part))).scalars())
+        new = [{"ref": ref} for ref in part if ref not in known]
+        if new:
+            bind.execute(queue.insert(), new)
+
+
+def _own_relation_keys(ref: str, entity_id: int, text: str) -> list[dict[str, Any]]:
+    """The search rows ``relations.*`` of the entity's own fields (not of its relations)."""
+    low = text.lower()
+    # Canonical JSON: the relations array is ``"relations":[`` once; anything else is rare.
+    if low.count('"relations"') <= 1 and '"relations.' not in low:
+        return []
+    final = orjson.loads(text)
+    if not any(k != "relations" and k.lower().startswith("relations") for k in final):
+        return []
+    from greenroom.catalog.search_rows import search_rows
+
+    final.pop("relations", None)
+    return [
+        dict(zip(("ref", "key", "value", "original_value", "entity_id"), row, strict=True))
+        for row in search_rows(ref, final, entity_id)
+        if row[1].startswith(PREFIX)
+    ]
 
 
 def upgrade() -> None:
     bind = op.get_bind()
     _lower_refs(bind)
-    # A pattern rather than a range of keys: PostgreSQL compares text by the database's
-    # collation, in which ``.`` and ``/`` may weigh nothing.
-    row = RELATION_ROW.format(s="catalog_search")
-    op.execute(f"DELETE FROM catalog_search WHERE key LIKE 'relations.%' AND {row}")
+    op.execute(RELATION_ROWS)
+    own: list[dict[str, Any]] = []
+    for entity_id, ref, text in _served(bind):
+        own += _own_relation_keys(ref, entity_id, text)
+    _insert(bind, own)
     # Not ``checkfirst``: SQLAlchemy's reflection skips expression indexes on SQLite.
     op.execute(sa.schema.CreateIndex(by_type_target, if_not_exists=True))
     if bind.dialect.name == "postgresql":
@@ -101,17 +159,53 @@ def upgrade() -> None:
         op.execute("ANALYZE catalog_search")
 
 
+def _relation_rows(
+    ref: str, entity_id: int, text: str, had: set[tuple[str, str | None]]
+) -> list[dict[str, Any]]:
+    """The rows the code before this migration wrote for the entity's relations: after its
+    own fields' (``had``), each ``(key, value)`` once."""
+    rows = []
+    for relation in orjson.loads(text).get("relations") or []:
+        key = f"{PREFIX}{relation['type']}".lower()
+        original: str | None = relation["targetRef"]
+        value = None if original is None else original.lower()
+        if len(key) > MAX_KEY:
+            continue
+        if value is not None and len(value) > MAX_VALUE:
+            value = original = None
+        elif original == value:
+            original = None
+        if (key, value) in had:
+            continue
+        had.add((key, value))
+        rows.append(
+            {
+                "ref": ref,
+                "key": key,
+                "value": value,
+                "original_value": original,
+                "entity_id": entity_id,
+            }
+        )
+    return rows
+
+
 def downgrade() -> None:
     bind = op.get_bind()
     op.execute("DROP INDEX IF EXISTS ix_catalog_relations_type_target")
-    value = f"CASE WHEN length(r.target_ref) <= {MAX_VALUE} THEN r.target_ref END"
-    op.execute(
-        "INSERT INTO catalog_search (ref, key, value, original_value, entity_id) "
-        f"SELECT DISTINCT r.source_ref, 'relations.' || lower(r.type), {value}, NULL, e.id "
-        "FROM catalog_relations r JOIN catalog_entities e ON e.ref = r.source_ref "
-        "WHERE e.final IS NOT NULL AND NOT EXISTS (SELECT 1 FROM catalog_search s "
-        "WHERE s.entity_id = e.id AND s.key = 'relations.' || lower(r.type) "
-        f"AND (s.value = {value} OR (s.value IS NULL AND {value} IS NULL)))"
-    )
+    kept: dict[int, set[tuple[str, str | None]]] = {}
+    for entity_id, key, value in bind.execute(
+        sa.select(search.c.entity_id, search.c.key, search.c.value).where(
+            search.c.key.like(PREFIX + "%")
+        )
+    ):
+        kept.setdefault(int(entity_id), set()).add((str(key), value))
+    rows: list[dict[str, Any]] = []
+    for entity_id, ref, text in _served(bind):
+        rows += _relation_rows(ref, entity_id, text, kept.get(entity_id, set()))
+        if len(rows) >= BATCH:
+            _insert(bind, rows)
+            rows = []
+    _insert(bind, rows)
     if bind.dialect.name == "postgresql":
         op.execute("ANALYZE catalog_search")
