@@ -928,6 +928,7 @@ def test_relation_search_rows_go_with_0016_and_come_back_with_its_downgrade(
                     origin_key="o",
                     location_key="l",
                     final=final,
+                    source_hash=f"h-{name}",
                     updated_at=sa.func.now(),
                 )
             )
@@ -945,6 +946,8 @@ def test_relation_search_rows_go_with_0016_and_come_back_with_its_downgrade(
                         "dependsOn",
                         "component:default/a",
                     ),
+                    # A type now refused: its entity is processed again (and fails, named).
+                    ("component:default/b", "component:default/b", "überOrdnet", "x:y/z"),
                     # A plugin's relation, with a capital only Unicode lower-cases.
                     (
                         "component:default/a",
@@ -1027,7 +1030,12 @@ def test_relation_search_rows_go_with_0016_and_come_back_with_its_downgrade(
         targets = set(conn.execute(sa.select(relations.c.target_ref)).scalars())
         assert "group:default/ärger" in targets and "group:default/Ärger" not in targets
         assert set(conn.execute(sa.select(stitch_queue.c.ref)).scalars()) == {"component:default/a"}
-        assert "ix_catalog_relations_type_target" in db.index_names(conn, ["catalog_relations"])
+        hashes = dict(conn.execute(sa.select(entities.c.name, entities.c.source_hash)).all())
+        assert hashes == {"a": "h-a", "b": "", "z": "h-z"}
+        assert db.index_names(conn, ["catalog_relations"]) >= {
+            "ix_catalog_relations_type_target",
+            "ix_catalog_relations_source_type",
+        }
     migrate(engine, "0015", down=True)
     assert rows() == sorted(
         [
@@ -1045,5 +1053,8 @@ def test_relation_search_rows_go_with_0016_and_come_back_with_its_downgrade(
         key=repr,
     )
     with engine.connect() as conn:
-        assert "ix_catalog_relations_type_target" not in db.index_names(conn, ["catalog_relations"])
+        names = db.index_names(conn, ["catalog_relations"])
+        assert "ix_catalog_relations_type_target" not in names
+        assert "ix_catalog_relations_source_type" not in names
+        assert "ix_catalog_relations_source" in names
     engine.dispose()

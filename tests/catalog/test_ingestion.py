@@ -589,6 +589,7 @@ def test_a_first_load_builds_the_filter_index_once_at_the_end(make_catalog: Any)
         "ix_catalog_search_key_value",
         "ix_catalog_relations_originating",
         "ix_catalog_relations_type_target",
+        "ix_catalog_relations_source_type",
     }
     with ingestion.bulk_load(PassSummary()) as bulk:
         assert bulk and everything <= missing()

@@ -79,6 +79,16 @@ relations = sa.Table(
     sa.Column("target_ref", REF, nullable=False),
     sa.Index("ix_catalog_relations_originating", "originating_ref"),
     sa.Index("ix_catalog_relations_source", "source_ref"),
+    # One entity's relations of a type, by a seek (migration 0016): its smallest target, the
+    # sort value an ordered page checks row by row, and a relation filter checked entity by
+    # entity. Not instead of the index above: built at the end of a first load (with it, the
+    # load's stitch would maintain a wider index row by row: 3 s more at 100,000 entities).
+    sa.Index(
+        "ix_catalog_relations_source_type",
+        "source_ref",
+        sa.func.lower(sa.column("type")),
+        "target_ref",
+    ),
     # Filters, facets and full text on ``relations.<type>`` keys (migration 0016,
     # ``relation_search.py``): the relations of a type, by target, with their sources.
     sa.Index(
@@ -118,7 +128,8 @@ stitch_queue = sa.Table(
 #: millions of rows into an index in random order costs several times more than sorting them
 #: once (see :meth:`greenroom.catalog.ingest.engine.IngestionEngine.bulk_load`).
 #: ``ix_catalog_relations_originating`` only serves replacing what an entity emitted, which a
-#: first load does not do; ``ix_catalog_relations_type_target`` only serves reads.
+#: first load does not do; ``ix_catalog_relations_type_target`` and
+#: ``ix_catalog_relations_source_type`` only serve reads.
 DEFERRED_INDEXES: tuple[sa.Index, ...] = tuple(
     index
     for index in (*search.indexes, *relations.indexes)
@@ -127,6 +138,7 @@ DEFERRED_INDEXES: tuple[sa.Index, ...] = tuple(
         "ix_catalog_search_key_value",
         "ix_catalog_relations_originating",
         "ix_catalog_relations_type_target",
+        "ix_catalog_relations_source_type",
     )
 )
 

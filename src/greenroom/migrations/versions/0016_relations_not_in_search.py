@@ -1,6 +1,7 @@
 """Filters, facets, full text and order on ``relations.<type>`` keys read ``catalog_relations``
 (``catalog/relation_search.py``): the search rows of relations are deleted, and relations get
-the index ``(lower(type), target_ref, source_ref)`` that those reads need.
+the indexes ``(lower(type), target_ref, source_ref)`` and ``(source_ref, lower(type),
+target_ref)`` that those reads need (one entity's relations of a type are then a seek).
 
 The ``relations.*`` rows were a quarter of ``catalog_search`` and repeated the pairs of
 ``catalog_relations``; they were also the only search rows a peer's stitch rewrote. Without
@@ -50,6 +51,12 @@ relations = sa.Table(
     sa.Column("type", sa.String(64), nullable=False),
     sa.Column("target_ref", REF, nullable=False),
 )
+by_source = sa.Index(
+    "ix_catalog_relations_source_type",
+    relations.c.source_ref,
+    sa.func.lower(relations.c.type),
+    relations.c.target_ref,
+)
 by_type_target = sa.Index(
     "ix_catalog_relations_type_target",
     sa.func.lower(relations.c.type),
@@ -57,8 +64,13 @@ by_type_target = sa.Index(
     relations.c.source_ref,
 )
 entities = sa.table(
-    "catalog_entities", sa.column("id"), sa.column("ref"), sa.column("final", sa.Text)
+    "catalog_entities",
+    sa.column("id"),
+    sa.column("ref"),
+    sa.column("final", sa.Text),
+    sa.column("source_hash"),
 )
+TYPE_CHARS = 64  # ``ingest.engine.RELATION_TYPE_CHARS``
 search = sa.table(
     "catalog_search",
     *(sa.column(name) for name in ("ref", "key", "value", "original_value", "entity_id")),
@@ -90,13 +102,25 @@ def _insert(bind: sa.Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def _lower_refs(bind: sa.Connection) -> None:
-    """Relations' refs in lower case (Python's), their sources queued to be stitched."""
+    """Relations' refs in lower case (Python's), their sources queued to be stitched; the
+    entities that emitted a type the ingestion now refuses, to be processed again."""
     every = bind.execute(sa.select(relations).execution_options(yield_per=BATCH * 10))
-    capitals = [
-        row
-        for row in every
-        if row.source_ref != row.source_ref.lower() or row.target_ref != row.target_ref.lower()
-    ]
+    capitals = []
+    odd_types: set[str] = set()
+    for row in every:
+        if row.source_ref != row.source_ref.lower() or row.target_ref != row.target_ref.lower():
+            capitals.append(row)
+        if not (0 < len(row.type) <= TYPE_CHARS and row.type.isascii()):
+            odd_types.add(row.originating_ref)
+    # A type the ingestion now refuses (SQL could not fold its case as Python does): the entity
+    # that emitted it is processed again at the next walk, which reports the problem.
+    odd = sorted(odd_types)
+    for start in range(0, len(odd), BATCH):
+        bind.execute(
+            entities.update()
+            .where(entities.c.ref.in_(odd[start : start + BATCH]))
+            .values(source_hash="")
+        )
     for start in range(0, len(capitals), BATCH):
         part = capitals[start : start + BATCH]
         for row in part:
@@ -132,8 +156,6 @@ def _own_relation_keys(ref: str, entity_id: int, text: str) -> list[dict[str, An
     if low.count('"relations"') <= 1 and '"relations.' not in low:
         return []
     final = orjson.loads(text)
-    if not any(k != "relations" and k.lower().startswith("relations") for k in final):
-        return []
     from greenroom.catalog.search_rows import search_rows
 
     final.pop("relations", None)
@@ -154,6 +176,7 @@ def upgrade() -> None:
     _insert(bind, own)
     # Not ``checkfirst``: SQLAlchemy's reflection skips expression indexes on SQLite.
     op.execute(sa.schema.CreateIndex(by_type_target, if_not_exists=True))
+    op.execute(sa.schema.CreateIndex(by_source, if_not_exists=True))
     if bind.dialect.name == "postgresql":
         op.execute("ANALYZE catalog_relations")
         op.execute("ANALYZE catalog_search")
@@ -193,6 +216,7 @@ def _relation_rows(
 def downgrade() -> None:
     bind = op.get_bind()
     op.execute("DROP INDEX IF EXISTS ix_catalog_relations_type_target")
+    op.execute("DROP INDEX IF EXISTS ix_catalog_relations_source_type")
     kept: dict[int, set[tuple[str, str | None]]] = {}
     for entity_id, key, value in bind.execute(
         sa.select(search.c.entity_id, search.c.key, search.c.value).where(
