@@ -114,11 +114,8 @@ def _own_relation_key(conn: sa.Connection, key: str) -> bool:
     """Whether ``key`` is a ``relations.*`` key that some entity's own field gives search
     rows too (nearly never: one index lookup)."""
     key = key.lower()
-    if relation_search.relation_type(key) is None:
-        return False
-    return (
-        conn.execute(sa.select(search.c.ref).where(search.c.key == key).limit(1)).first()
-        is not None
+    return relation_search.relation_type(key) is not None and relation_search.has_own_rows(
+        conn, key
     )
 
 
@@ -199,14 +196,12 @@ def _with_value(
     filters = filter_conditions(where, rows.c.ref, from_ref=True, correlated=rows.c.entity_id)
     if filters is not None:
         conditions.append(filters)
-    if position is not None:
-        if position.value is None and not backwards:
-            return None  # past every entity with a value
-        if position.value is not None:
-            # (key, value, ref) as a row: a range of the index, where it starts or ends.
-            here = sa.tuple_(rows.c.key, rows.c.value, rows.c.ref)
-            there = sa.tuple_(sa.literal(key), sa.literal(position.value), sa.literal(position.ref))
-            conditions.append(here < there if down else here > there)
+    if _past_values(position, backwards):
+        return None
+    if position is not None and position.value is not None:
+        # (key, value, ref) as a row: a range of the index, where it starts or ends.
+        here = [rows.c.key, rows.c.value, rows.c.ref]
+        conditions.append(_beyond(here, [key, position.value, position.ref], down))
     return (
         sa.select(rows.c.ref, rows.c.value, entities.c.final)
         .join(entities, entities.c.id == rows.c.entity_id)
@@ -218,6 +213,17 @@ def _with_value(
     )
 
 
+def _past_values(position: Position | None, backwards: bool) -> bool:
+    """Whether a page going forward starts past every entity with a value for the key."""
+    return position is not None and position.value is None and not backwards
+
+
+def _beyond(here: list[Any], there: list[str], down: bool) -> sa.ColumnElement[bool]:
+    """Index entries ``here`` (columns, as a row) after ``there`` in the page's direction."""
+    row, bound = sa.tuple_(*here), sa.tuple_(*(sa.literal(value) for value in there))
+    return row < bound if down else row > bound
+
+
 def _with_relation_value(
     where: Node | None, key: str, down: bool, position: Position | None, backwards: bool
 ) -> sa.Select[Any] | None:
@@ -225,7 +231,7 @@ def _with_relation_value(
     the relations of the type, ``(target, source)``, read in that order from
     ``ix_catalog_relations_type_target``. Each pair once (``GROUP BY`` in the index's order:
     an entity can have a relation twice, emitted by two entities), at the entity's smallest
-    target. Only for a key that no entity has a field of (see :func:`read_page`)."""
+    target. Only for a key that no entity has a field of (see :func:`read`)."""
     type_ = relation_search.relation_type(key)
     assert type_ is not None
     rows = relations.alias("r")
@@ -236,13 +242,11 @@ def _with_relation_value(
     filters = filter_conditions(where, rows.c.source_ref, from_ref=True, correlated=entities.c.id)
     if filters is not None:
         conditions.append(filters)
-    if position is not None:
-        if position.value is None and not backwards:
-            return None  # past every entity with a value
-        if position.value is not None:
-            here = sa.tuple_(rows.c.target_ref, rows.c.source_ref)
-            there = sa.tuple_(sa.literal(position.value), sa.literal(position.ref))
-            conditions.append(here < there if down else here > there)
+    if _past_values(position, backwards):
+        return None
+    if position is not None and position.value is not None:
+        here = [rows.c.target_ref, rows.c.source_ref]
+        conditions.append(_beyond(here, [position.value, position.ref], down))
     return (
         sa.select(
             rows.c.source_ref.label("ref"),
