@@ -27,11 +27,10 @@ def backstage_rows(entity: dict[str, Any]) -> list[tuple[str, str | None, str | 
     seen = {(key, value) for key, value, _ in rows}
     for relation in entity.get("relations") or []:
         key = f"relations.{relation['type']}".lower()
-        spelling: str | None = relation["targetRef"]
-        assert spelling is not None
-        value: str | None = spelling.lower()
         if len(key) > MAX_KEY:
             continue
+        spelling: str | None = relation["targetRef"]
+        value = spelling.lower() if spelling is not None else None
         if value is not None and len(value) > MAX_VALUE:
             value = spelling = None
         if (key, value) not in seen:

@@ -33,6 +33,8 @@ import orjson
 import sqlalchemy as sa
 from alembic import op
 
+from greenroom.catalog.search_rows import search_rows
+
 revision = "0016"
 down_revision = "0015"
 branch_labels = None
@@ -40,8 +42,10 @@ depends_on = None
 
 REF = sa.String(512)
 MAX_KEY = MAX_VALUE = 200  # ``search_rows``: longer keys had no row, longer values NULL
+TYPE_CHARS = 64  # ``ingest.engine.RELATION_TYPE_CHARS``
 BATCH = 1000
 PREFIX = "relations."
+SEARCH_COLUMNS = ("ref", "key", "value", "original_value", "entity_id")
 
 relations = sa.Table(
     "catalog_relations",
@@ -70,11 +74,7 @@ entities = sa.table(
     sa.column("final", sa.Text),
     sa.column("source_hash"),
 )
-TYPE_CHARS = 64  # ``ingest.engine.RELATION_TYPE_CHARS``
-search = sa.table(
-    "catalog_search",
-    *(sa.column(name) for name in ("ref", "key", "value", "original_value", "entity_id")),
-)
+search = sa.table("catalog_search", *(sa.column(name) for name in SEARCH_COLUMNS))
 queue = sa.table("catalog_stitch_queue", sa.column("ref"))
 RELATION_ROWS = "DELETE FROM catalog_search WHERE key LIKE 'relations.%'"
 
@@ -156,11 +156,9 @@ def _own_relation_keys(ref: str, entity_id: int, text: str) -> list[dict[str, An
     if low.count('"relations"') <= 1 and '"relations.' not in low:
         return []
     final = orjson.loads(text)
-    from greenroom.catalog.search_rows import search_rows
-
     final.pop("relations", None)
     return [
-        dict(zip(("ref", "key", "value", "original_value", "entity_id"), row, strict=True))
+        dict(zip(SEARCH_COLUMNS, row, strict=True))
         for row in search_rows(ref, final, entity_id)
         if row[1].startswith(PREFIX)
     ]
