@@ -16,7 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from greenroom.db import create_engine
+from tests.catalog.indexes import missing_deferred
 from tests.servers import app_config, served
 
 pytestmark = pytest.mark.skipif(
@@ -167,16 +170,22 @@ def test_a_new_small_catalog_is_loaded_by_a_process_forked_at_start(
     is migrated, beside the server's start; it is served whole and the child is reaped. A
     restart on the loaded catalog refreshes in the server itself."""
     config = _config(tmp_path, database_url)
-    _serve_until_served(config, tmp_path / "serve-new.log", first_load=True)
-    text = _serve_until_served(config, tmp_path / "serve-again.log", first_load=False)
+    engine = create_engine(database_url)
+    try:
+        _serve_until_served(config, tmp_path / "serve-new.log", first_load=engine)
+        text = _serve_until_served(config, tmp_path / "serve-again.log")
+    finally:
+        engine.dispose()
     assert "loading the new catalog" not in text  # not a new catalog: the loop's work
 
 
-def _serve_until_served(config: Path, log: Path, *, first_load: bool) -> str:
+def _serve_until_served(config: Path, log: Path, *, first_load: sa.Engine | None = None) -> str:
+    """Serve until everything is; with ``first_load`` (the database's engine), check that a
+    forked process did the load and that the server built the indexes the load left."""
     server, port = _start(config, log)
     try:
         _wait(lambda: served(port) == N + 1, "every component and the Location served")
-        if first_load:
+        if first_load is not None:
             forked = re.search(r"loading the new catalog in process (\d+)", log.read_text())
             assert forked is not None, log.read_text()
             child = int(forked.group(1))
@@ -188,6 +197,9 @@ def _serve_until_served(config: Path, log: Path, *, first_load: bool) -> str:
             assert loaded is not None, log.read_text()
             assert int(loaded.group(1)) == child  # the child did the work, not the server
             assert loaded.group(2).startswith("1 location(s) read, 41 written"), loaded.group(2)
+            assert "indexes" not in loaded.group(2)  # not built by the child, which has ended
+            # The server's refresh loop, which waited for the child to end, built them.
+            _wait(lambda: not missing_deferred(first_load), "the server to build the indexes")
         assert _relations(port, "component:default/svc-7") >= {("ownedBy", "group:default/team")}
         assert _children(server.pid) == set()
         return log.read_text()

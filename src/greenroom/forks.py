@@ -8,12 +8,14 @@ thread and no open database connection.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,20 @@ def die_with_parent(parent: int | None = None) -> None:
             os._exit(1)
 
 
-def run_forked(name: str, work: Callable[[], None]) -> int | None:
-    """Run ``work`` in a forked process; returns its pid, or ``None`` where it could not fork
+@dataclass(frozen=True)
+class Forked:
+    """A process :func:`run_forked` started: its ``pid``, and ``ended``, the reading end of a
+    pipe that only the child holds open for writing and never writes to: it becomes readable
+    (at end of file) when the child has ended, however it ended. Processes forked from the
+    server later (``--workers``) inherit it, so each can wait for the child without being its
+    parent; an event loop can watch it without a thread (:func:`ended`)."""
+
+    pid: int
+    ended: int
+
+
+def run_forked(name: str, work: Callable[[], None]) -> Forked | None:
+    """Run ``work`` in a forked process; returns it, or ``None`` where it could not fork
     (no ``os.fork``, or the system refused: then the caller's usual path does the work).
 
     Call it from the main thread. The child ends when ``work`` returns (status 0) or raises
@@ -44,12 +58,16 @@ def run_forked(name: str, work: Callable[[], None]) -> int | None:
     if not hasattr(os, "fork"):
         return None
     parent = os.getpid()
+    ended, holder = os.pipe()
     try:
         pid = os.fork()
     except OSError:
+        os.close(ended)
+        os.close(holder)
         log.warning("could not fork a process for the %s; doing it here", name, exc_info=True)
         return None
     if pid == 0:  # the child
+        os.close(ended)  # ``holder`` stays open until this process ends
         status = 1
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -72,4 +90,22 @@ def run_forked(name: str, work: Callable[[], None]) -> int | None:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
     signal.signal(signal.SIGCHLD, reap)
-    return pid
+    os.close(holder)  # the child's copy is the only one left
+    return Forked(pid, ended)
+
+
+async def ended(forked: Forked) -> None:
+    """Return once ``forked`` has ended, without a thread: a thread blocked in a read would
+    hold the server's exit until the child ends."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(forked.ended, readable)
+    try:
+        await done
+    finally:
+        loop.remove_reader(forked.ended)

@@ -70,7 +70,9 @@ def greenroom_serve_starting(context: AppContext) -> None:
 
     An implementation that forks must close the context's pooled connections first
     (``context.engine.dispose()``) and give the child services of its own;
-    :func:`greenroom.forks.run_forked` does the rest. It must start no thread in this process.
+    :func:`greenroom.forks.run_forked` does the rest, and :func:`greenroom.forks.ended` lets
+    the server (and each worker) await the child's end, for work that must follow it. It must
+    start no thread in this process.
     """
 
 

@@ -115,15 +115,16 @@ class CatalogService:
                 self._sweep(summary)
         return summary
 
-    def run_due(self, *, defer_indexes: bool = True) -> PassSummary:
+    def run_due(self, *, build_indexes: bool = True) -> PassSummary:
         """Refresh every root that is due and not leased by another replica (the loop's work);
-        several replicas running this share the roots between them. ``defer_indexes=False``:
-        a first load keeps its indexes up as it writes (``IngestionEngine.bulk_load``)."""
+        several replicas running this share the roots between them. ``build_indexes=False``:
+        a first load leaves the indexes it deferred to the next pass of another process
+        (``IngestionEngine.bulk_load``)."""
         summary = PassSummary()
         current = self.roots()
         by_key = {location_key(r.type, r.target): r for r in current}
         self.leases.sync(by_key)
-        with summary.timed("pass"), self._pass(summary, defer_indexes) as (walker, bulk):
+        with summary.timed("pass"), self._pass(summary, build_indexes) as (walker, bulk):
             while (key := self.leases.claim_due()) is not None:
                 root = by_key.get(key)
                 if root is None:  # registered after this loop began: found on the next turn
@@ -139,7 +140,7 @@ class CatalogService:
 
     @contextmanager
     def _pass(
-        self, summary: PassSummary, defer_indexes: bool = True
+        self, summary: PassSummary, build_indexes: bool = True
     ) -> Iterator[tuple[Walker, bool]]:
         """What every pass shares: a walker, and whether this is the first load of the catalog
         (which defers indexes).
@@ -153,7 +154,7 @@ class CatalogService:
         try:
             with (
                 self.ingestion.bulk_load(
-                    summary, busy=self.leases.first_walk_held, defer=defer_indexes
+                    summary, busy=self.leases.first_walk_held, build=build_indexes
                 ) as bulk,
                 self.reader() as reader,
             ):

@@ -153,7 +153,7 @@ class IngestionEngine:
 
     @contextmanager
     def bulk_load(
-        self, summary: PassSummary, busy: Callable[[], bool] = lambda: False, defer: bool = True
+        self, summary: PassSummary, busy: Callable[[], bool] = lambda: False, build: bool = True
     ) -> Iterator[bool]:
         """A pass that may be the first load of a large catalog; yields whether it is.
 
@@ -167,14 +167,14 @@ class IngestionEngine:
         way (another replica's first load, even when this pass found the catalog empty too and
         had nothing to do: building them then would cost that load what deferring them saves;
         the last walk to end builds them). Refreshes under way do not hold them back.
-        Indexes change no answer: no new generation. ``defer=False`` keeps the indexes of a
-        load known to be small (see ``first_load_apart``): maintained row by row they cost it
-        little, and nothing is left to build once its last entity is served.
+        Indexes change no answer: no new generation. ``build=False`` leaves them to the next
+        pass of another process, which waits for this one to end (the small first load that
+        ``greenroom serve`` forks, see ``first_load_apart``: it then ends as soon as its last
+        entity is served).
         """
-        # Another replica's first walk under way decided for itself (the server's loop beside
-        # the small load it forked, which keeps them). Asked before the transaction: it reads
-        # on a connection of its own.
-        defer = defer and not busy()
+        # Another replica's first walk under way decided for itself. Asked before the
+        # transaction: it reads on a connection of its own.
+        defer = not busy()
         with self._lock, write_transaction(self.engine, changes_data=False) as conn:
             empty = conn.execute(sa.select(search.c.ref).limit(1)).first() is None
             if empty and defer:
@@ -184,7 +184,7 @@ class IngestionEngine:
         try:
             yield empty
         finally:
-            if not busy():
+            if build and not busy():
                 with summary.timed("indexes"):
                     self.ensure_indexes()
 

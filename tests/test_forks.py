@@ -1,0 +1,64 @@
+"""A process forked from the server, and how the server learns that it has ended."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from greenroom.forks import Forked, ended, run_forked
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+
+def _wait_ended(forked: Forked, timeout: float) -> float:
+    """Seconds until ``ended`` returned (``TimeoutError`` after ``timeout``)."""
+
+    async def wait() -> float:
+        started = time.monotonic()
+        await asyncio.wait_for(ended(forked), timeout)
+        return time.monotonic() - started
+
+    return asyncio.run(wait())
+
+
+def _work(marker: Path, seconds: float, fail: bool = False) -> Callable[[], None]:
+    def work() -> None:
+        time.sleep(seconds)
+        marker.write_text(str(os.getpid()))
+        if fail:
+            raise RuntimeError("the work failed")
+
+    return work
+
+
+def test_the_server_learns_when_the_child_has_ended_without_a_thread(tmp_path: Path) -> None:
+    marker = tmp_path / "done"
+    forked = run_forked("test work", _work(marker, 0.5))
+    assert forked is not None and forked.pid != os.getpid()
+    # Still running: waiting a little times out, and the event loop is left clean.
+    with pytest.raises(TimeoutError):
+        _wait_ended(forked, 0.1)
+    assert not marker.exists()
+    _wait_ended(forked, 30)
+    assert marker.read_text() == str(forked.pid)  # its work done before it ended
+    # Ended, it stays ended for every later waiter (a worker forked after the child started).
+    assert _wait_ended(forked, 5) < 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_a_child_whose_work_fails_ends_too_and_is_reaped(tmp_path: Path) -> None:
+    marker = tmp_path / "done"
+    forked = run_forked("test work", _work(marker, 0.1, fail=True))
+    assert forked is not None
+    _wait_ended(forked, 30)
+    assert marker.exists()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{forked.pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the parent reaps it on SIGCHLD: no zombie left
+    assert not Path(f"/proc/{forked.pid}").exists()
