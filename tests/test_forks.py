@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,18 +38,44 @@ def _work(marker: Path, seconds: float, fail: bool = False) -> Callable[[], None
     return work
 
 
+@pytest.fixture(autouse=True)
+def _sigchld() -> Iterator[None]:
+    """``run_forked`` reaps its child through a SIGCHLD handler: put the test's own back."""
+    before = signal.getsignal(signal.SIGCHLD)
+    yield
+    signal.signal(signal.SIGCHLD, before)
+
+
 def test_the_server_learns_when_the_child_has_ended_without_a_thread(tmp_path: Path) -> None:
     marker = tmp_path / "done"
     forked = run_forked("test work", _work(marker, 0.5))
     assert forked is not None and forked.pid != os.getpid()
-    # Still running: waiting a little times out, and the event loop is left clean.
-    with pytest.raises(TimeoutError):
-        _wait_ended(forked, 0.1)
-    assert not marker.exists()
-    _wait_ended(forked, 30)
-    assert marker.read_text() == str(forked.pid)  # its work done before it ended
-    # Ended, it stays ended for every later waiter (a worker forked after the child started).
-    assert _wait_ended(forked, 5) < 1
+    try:
+        # Still running: waiting a little times out, and the event loop is left clean.
+        with pytest.raises(TimeoutError):
+            _wait_ended(forked, 0.1)
+        assert not marker.exists()
+        _wait_ended(forked, 30)
+        assert marker.read_text() == str(forked.pid)  # its work done before it ended
+        # Ended, it stays ended for every later waiter (a worker forked after it started).
+        assert _wait_ended(forked, 5) < 1
+    finally:
+        os.close(forked.ended)
+
+
+def test_several_tasks_may_wait_for_one_child(tmp_path: Path) -> None:
+    """A plugin's task beside the catalog's refresh loop: an event loop keeps one reader per
+    descriptor, and each waiter must still return."""
+    forked = run_forked("test work", _work(tmp_path / "done", 0.3))
+    assert forked is not None
+
+    async def both() -> None:
+        await asyncio.wait_for(asyncio.gather(ended(forked), ended(forked)), 30)
+
+    try:
+        asyncio.run(both())
+    finally:
+        os.close(forked.ended)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
@@ -57,6 +84,7 @@ def test_a_child_whose_work_fails_ends_too_and_is_reaped(tmp_path: Path) -> None
     forked = run_forked("test work", _work(marker, 0.1, fail=True))
     assert forked is not None
     _wait_ended(forked, 30)
+    os.close(forked.ended)
     assert marker.exists()
     deadline = time.monotonic() + 10
     while Path(f"/proc/{forked.pid}").exists() and time.monotonic() < deadline:

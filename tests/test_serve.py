@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -18,7 +19,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from greenroom.catalog.ingest.engine import PassSummary
 from greenroom.db import create_engine
+from greenroom.forks import Forked, run_forked
 from tests.catalog.indexes import missing_deferred
 from tests.servers import app_config, served
 
@@ -98,7 +101,7 @@ def test_workers_are_forked_replaced_when_killed_and_stopped_with_the_master(
     master, port = _start(_config(tmp_path, database_url), log, "--workers", "2")
     try:
         _wait(lambda: served(port) == N + 1, "every component and the Location served")
-        # The pass's line comes once its indexes are built, after everything is served.
+        # The first load's line comes once its last entity is served.
         _wait(lambda: "catalog pass" in log.read_text(), "the first load")
         # The first load's own process (a new, small catalog) ends once it is done.
         _wait(lambda: len(_children(master.pid)) == 2, "two workers and nothing else")
@@ -244,3 +247,77 @@ def test_only_a_new_catalog_of_small_roots_is_loaded_apart_at_start(
     service(new).refresh()
     assert not first_load_apart(new)  # loaded: refreshes are the loop's
     new.engine.dispose()
+
+
+def _first_pass_after(
+    catalog: Any, forked: Forked, monkeypatch: pytest.MonkeyPatch, marker: Path
+) -> bool:
+    """Run the server's refresh loop, ``forked`` being the first load's process, until its
+    first pass; whether ``marker`` (written by the child at its end) existed by then."""
+    from greenroom.catalog import plugin
+
+    monkeypatch.setattr(plugin, "_first_load", forked)
+    passes: list[bool] = []
+
+    def run_due() -> PassSummary:
+        passes.append(marker.exists())
+        return PassSummary()
+
+    monkeypatch.setattr(catalog.service, "run_due", run_due)
+    [loop] = plugin.greenroom_background_tasks(context=catalog.context)
+
+    async def until_first_pass() -> None:
+        task: asyncio.Future[None] = asyncio.ensure_future(loop())
+        while not passes:
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(until_first_pass(), 30))
+    return passes[0]
+
+
+def _sleeper(marker: Path, seconds: float) -> Callable[[], None]:
+    def work() -> None:
+        time.sleep(seconds)
+        marker.write_text("ended")
+
+    return work
+
+
+def test_the_refresh_loop_waits_for_the_first_load_to_end(
+    make_catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its first pass (which builds the indexes the load left) comes after the child's end,
+    not beside the load, whose leases and write lock it would only wait for."""
+    catalog = make_catalog(config={"catalog": {"processingInterval": {"hours": 1}}})
+    marker = tmp_path / "ended"
+    forked = run_forked("test load", _sleeper(marker, 0.5))
+    assert forked is not None
+    try:
+        assert _first_pass_after(catalog, forked, monkeypatch, marker)
+    finally:
+        os.close(forked.ended)
+
+
+def test_the_refresh_loop_waits_for_the_first_load_at_most_a_lease(
+    make_catalog: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A first load that hangs (or left a process of its own holding the pipe) stops renewing
+    its leases: after a lease's duration the loop goes on, as for any replica's work."""
+    catalog = make_catalog(
+        config={"catalog": {"processingInterval": {"hours": 1}, "leaseDuration": {"seconds": 1}}}
+    )
+    marker = tmp_path / "ended"
+    forked = run_forked("test load", _sleeper(marker, 5))
+    assert forked is not None
+    try:
+        started = time.monotonic()
+        assert not _first_pass_after(catalog, forked, monkeypatch, marker)
+        assert 1 <= time.monotonic() - started < 4
+        assert f"first load's process {forked.pid} has not ended after 1.0 s" in caplog.text
+    finally:
+        os.kill(forked.pid, signal.SIGKILL)
+        os.close(forked.ended)

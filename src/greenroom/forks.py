@@ -34,10 +34,12 @@ def die_with_parent(parent: int | None = None) -> None:
 @dataclass(frozen=True)
 class Forked:
     """A process :func:`run_forked` started: its ``pid``, and ``ended``, the reading end of a
-    pipe that only the child holds open for writing and never writes to: it becomes readable
-    (at end of file) when the child has ended, however it ended. Processes forked from the
-    server later (``--workers``) inherit it, so each can wait for the child without being its
-    parent; an event loop can watch it without a thread (:func:`ended`)."""
+    pipe that the child holds open for writing and never writes to: it reaches its end when
+    the child has ended, whether its work returned, raised or it was killed. Not before a
+    process the child forked and left running has ended too, since that one holds the pipe
+    as well: wait with a time limit. Processes forked from the server later (``--workers``)
+    inherit it, so each can wait for the child without being its parent; an event loop can
+    watch it without a thread (:func:`ended`)."""
 
     pid: int
     ended: int
@@ -58,7 +60,11 @@ def run_forked(name: str, work: Callable[[], None]) -> Forked | None:
     if not hasattr(os, "fork"):
         return None
     parent = os.getpid()
-    ended, holder = os.pipe()
+    try:
+        ended, holder = os.pipe()
+    except OSError:
+        log.warning("could not fork a process for the %s; doing it here", name, exc_info=True)
+        return None
     try:
         pid = os.fork()
     except OSError:
@@ -66,10 +72,10 @@ def run_forked(name: str, work: Callable[[], None]) -> Forked | None:
         os.close(holder)
         log.warning("could not fork a process for the %s; doing it here", name, exc_info=True)
         return None
-    if pid == 0:  # the child
-        os.close(ended)  # ``holder`` stays open until this process ends
+    if pid == 0:  # the child; ``holder`` stays open until it ends
         status = 1
         try:
+            os.close(ended)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             die_with_parent(parent)
@@ -95,17 +101,25 @@ def run_forked(name: str, work: Callable[[], None]) -> Forked | None:
 
 
 async def ended(forked: Forked) -> None:
-    """Return once ``forked`` has ended, without a thread: a thread blocked in a read would
-    hold the server's exit until the child ends."""
+    """Return once ``forked`` has ended (see :class:`Forked`), without a thread: a thread
+    blocked in a read would hold the server's exit until the child ends. Each call watches a
+    copy of the descriptor of its own, since an event loop keeps one reader per descriptor:
+    several tasks may wait at once."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
+    watched = os.dup(forked.ended)
 
     def readable() -> None:
-        if not done.done():
+        try:
+            at_end = not os.read(watched, 4096)  # bytes written by mistake are no end
+        except BlockingIOError:
+            return
+        if at_end and not done.done():
             done.set_result(None)
 
-    loop.add_reader(forked.ended, readable)
+    loop.add_reader(watched, readable)
     try:
         await done
     finally:
-        loop.remove_reader(forked.ended)
+        loop.remove_reader(watched)
+        os.close(watched)

@@ -86,6 +86,7 @@ class PassSummary:
     orphaned: int = 0
     deleted: int = 0
     busy: int = 0  # roots skipped because another replica holds their lease
+    indexes_built: bool = False  # a deferred index was missing and this pass built it
     problems: list[Problem] = field(default_factory=list)
     # Seconds spent in the phases worth telling apart when a pass is slow (see ``describe``).
     seconds: dict[str, float] = field(default_factory=dict)
@@ -186,7 +187,7 @@ class IngestionEngine:
         finally:
             if build and not busy():
                 with summary.timed("indexes"):
-                    self.ensure_indexes()
+                    summary.indexes_built = self.ensure_indexes()
 
     def ensure_indexes(self) -> bool:
         """Create whichever deferred index is missing (with the trigram indexes of
