@@ -8,7 +8,10 @@ half a second more per worker for nothing).
 
 def run() -> None:
     """Run the ``greenroom`` command."""
-    from greenroom.cli import main
+    from greenroom.memory import kept_for_good
+
+    with kept_for_good():  # most of start-up's imports
+        from greenroom.cli import main
 
     main()
 

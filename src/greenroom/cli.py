@@ -12,6 +12,7 @@ import typer
 
 from greenroom.config import Config, ConfigError, load_config
 from greenroom.context import AppContext, create_context
+from greenroom.memory import kept_for_good
 from greenroom.plugins import plugin_manager
 
 if TYPE_CHECKING:
@@ -77,18 +78,23 @@ def serve(
         raise typer.Exit(3) from exc
     # Before the web stack is imported: what a plugin starts now runs beside that import.
     context.plugins.hook.greenroom_serve_starting(context=context)
-    import uvicorn
+    with kept_for_good():
+        import uvicorn
 
-    from greenroom.app import create_app
+        from greenroom.app import create_app
 
+        if workers == 1:
+            app = create_app(context)
+        else:
+            from greenroom import workers as pool
+
+            # Built once here and thrown away: what is wrong with the plugins fails here as
+            # it does with one process, and the workers are forked with every module of the
+            # app imported.
+            create_app(context, background=False)
     if workers == 1:
-        uvicorn.run(create_app(context), host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="info")
         return
-    from greenroom import workers as pool
-
-    # Built once here and thrown away: what is wrong with the plugins fails here as it does
-    # with one process, and the workers are forked with every module of the app imported.
-    create_app(context, background=False)
     context.engine.dispose()  # the workers are forked: each opens connections of its own
 
     def build() -> FastAPI:

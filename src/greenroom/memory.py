@@ -1,4 +1,4 @@
-"""Give memory back to the operating system after a large piece of work.
+"""Memory: what start-up allocates for good, and giving memory back after a large piece of work.
 
 A first ingestion allocates and frees hundreds of megabytes of small objects, in the writer's
 thread and in the walk's thread; glibc keeps what was freed in its per-thread arenas, so the
@@ -11,8 +11,33 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
+
+
+@contextmanager
+def kept_for_good() -> Iterator[None]:
+    """For a block that allocates what the process keeps until it ends (imports, the app's
+    routes and models): no cyclic collection during it, and what it allocated is frozen out
+    of every later one (``gc.freeze``).
+
+    Importing the server's libraries creates several hundred thousand objects; the collector,
+    run every 700 allocations, scans them again and again as they pile up: about a tenth of
+    the imports' time (0.54 against 0.61 s, medians of 15 alternating runs). Frozen, they are
+    never scanned again, and a process forked after (the first load, ``--workers``) does not
+    copy their pages by touching them. Cyclic garbage made inside the block stays for good:
+    keep work that makes it (a migration, a load) out of it.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 @cache
