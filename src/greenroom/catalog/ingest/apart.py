@@ -224,13 +224,16 @@ class ProcessWalker:
 def _walk_child(sender: Connection, config: Config, root: RootLocation) -> None:
     """The child: build the walker as the service does, walk, send batches and the result."""
     try:
-        from greenroom.catalog.ingest.engine import IngestionEngine, make_ready
-        from greenroom.catalog.service import CatalogService
-        from greenroom.context import create_context
+        from greenroom.memory import kept_for_good
 
-        # The server said what it had to say about this configuration when it started.
-        logging.getLogger("greenroom.context").setLevel(logging.ERROR)
-        context = create_context(config, migrate=False)
+        with kept_for_good():  # imports, plugins: no migration (``migrate=False``)
+            from greenroom.catalog.ingest.engine import IngestionEngine, make_ready
+            from greenroom.catalog.service import CatalogService
+            from greenroom.context import create_context
+
+            # The server said what it had to say about this configuration when it started.
+            logging.getLogger("greenroom.context").setLevel(logging.ERROR)
+            context = create_context(config, migrate=False)
     except BaseException:
         sender.send(("error", traceback.format_exc()))
         sender.close()
