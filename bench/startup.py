@@ -13,21 +13,34 @@ started ``--runs`` times, timed until their first ``200``:
   ``/api/catalog/entities`` holds them all (for comparison with the workload's figure).
 
     .venv/bin/python bench/startup.py --entities-file /tmp/b1/entities-n1000.yaml
+
+With ``--compare SRC ...`` it instead starts ``greenroom serve`` on the entities with each source
+tree in turn (``PYTHONPATH=SRC``, e.g. a ``git archive`` of an older commit's ``src``), ``--runs``
+times interleaved, on a new SQLite file or, with ``--postgresql URL``, a database created anew
+each time, and prints the median seconds from the command until the first load is forked (its
+log line), the server listens, and every entity is served:
+
+    git archive HEAD~1 src | tar -x -C /tmp/before
+    .venv/bin/python bench/startup.py --entities-file /tmp/b1/entities-n1000.yaml --runs 10 \
+        --compare /tmp/before/src src --postgresql postgresql://postgres@127.0.0.1:5432/gr_start
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 EMPTY_APP = """
 import pydantic, sqlalchemy, typer
@@ -46,7 +59,7 @@ uvicorn.run(app, host="127.0.0.1", port=int(__import__("sys").argv[1]), log_leve
 """
 
 CONFIG = """
-backend: {{database: "sqlite:///{database}", listen: {{port: {port}}}}}
+backend: {{database: "{database}", listen: {{port: {port}}}}}
 catalog:
   processingInterval: {{seconds: 100}}
   maxFileBytes: 2147483648
@@ -86,20 +99,101 @@ def _time_until(command: list[str], ready: Callable[[], bool]) -> float:
         process.wait()
 
 
+#: Log lines of ``greenroom serve`` that mark a moment of its start.
+MOMENTS = {"first load forked": "loading the new catalog", "listening": "Uvicorn running"}
+
+
+def _new_postgresql(url: str) -> None:
+    """Drop and create the database of ``url`` (through the server's ``postgres`` database)."""
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+
+
+def compare(args: argparse.Namespace, work: Path) -> None:
+    """``--compare``: the moments of a start on the entities, per source tree, interleaved."""
+    moments: dict[str, dict[str, list[float]]] = {
+        tree: {name: [] for name in [*MOMENTS, "all served"]} for tree in args.compare
+    }
+    port = _free_port()
+    for run in range(args.runs):
+        for number, tree in enumerate(args.compare):
+            if args.postgresql:
+                _new_postgresql(args.postgresql)
+                database = args.postgresql.replace("postgresql://", "postgresql+psycopg://", 1)
+            else:
+                database = f"sqlite:///{work / f'compare-{run}-{number}.sqlite'}"  # a new one
+            config = work / "compare.yaml"
+            target = json.dumps([{"type": "file", "target": args.entities_file}])
+            config.write_text(CONFIG.format(database=database, port=port, locations=target))
+            started = time.monotonic()
+            server = subprocess.Popen(
+                [sys.executable, "-m", "greenroom", "serve", "-c", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONPATH": tree},
+            )
+            seen: dict[str, float] = {}
+
+            def read(log: IO[str], seen: dict[str, float] = seen, t0: float = started) -> None:
+                for line in log:
+                    for name, text in MOMENTS.items():
+                        if text in line and name not in seen:
+                            seen[name] = time.monotonic() - t0
+
+            reader = threading.Thread(target=read, args=(server.stderr,), daemon=True)
+            reader.start()
+            try:
+                url = f"http://127.0.0.1:{port}/api/catalog/entities/by-query?limit=0"
+                while (body := _get(url)) is None or json.loads(body)["totalItems"] < args.count:
+                    if server.poll() is not None or time.monotonic() - started > 60:
+                        raise SystemExit(f"greenroom serve with {tree} did not serve everything")
+                    time.sleep(0.01)
+                seen["all served"] = time.monotonic() - started
+            finally:
+                server.terminate()
+                server.wait()
+                reader.join(timeout=5)
+            for name, seconds in seen.items():
+                moments[tree][name].append(seconds)
+    print(
+        "| source | "
+        + " | ".join(f"{name}, s (median)" for name in [*MOMENTS, "all served"])
+        + " |"
+    )
+    print("| --- |" + " --- |" * (len(MOMENTS) + 1))
+    for tree, times in moments.items():
+        cells = [f"{statistics.median(t):.3f}" if t else "-" for t in times.values()]
+        print(f"| {tree} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--entities-file", help="the workload's entities, for the third line")
     parser.add_argument("--count", type=int, default=1001, help="entities served when done")
+    parser.add_argument("--compare", nargs="+", metavar="SRC", help="source trees to compare")
+    parser.add_argument("--postgresql", metavar="URL", help="with --compare: this database")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="greenroom-startup-"))
+    if args.compare:
+        if not args.entities_file:
+            raise SystemExit("--compare needs --entities-file")
+        compare(args, work)
+        return
     (work / "empty_app.py").write_text(EMPTY_APP)
 
     def greenroom(locations: str) -> tuple[list[str], int]:
         port = _free_port()
         database = work / f"db-{port}.sqlite"
         config = work / f"app-config-{port}.yaml"
-        config.write_text(CONFIG.format(database=database, port=port, locations=locations))
+        config.write_text(
+            CONFIG.format(database=f"sqlite:///{database}", port=port, locations=locations)
+        )
         return [sys.executable, "-m", "greenroom", "serve", "-c", str(config)], port
 
     def served(port: int) -> bool:
