@@ -86,14 +86,16 @@ def test_ingest_prints_a_summary_per_kind(tmp_path: Path) -> None:
     assert (tmp_path / "gr.sqlite").exists()
     counters = re.compile(
         r"^1 location\(s\) read, (\d+) written, (\d+) unchanged, \d+ stitched, 0 orphaned, "
-        r"0 deleted, 0 problem\(s\) in \d+\.\d+ s",
+        r"0 deleted, 0 problem\(s\)(, indexes built)? in \d+\.\d+ s",
         re.MULTILINE,
     )
     first = counters.search(result.stdout)
     assert first is not None and int(first[1]) > 0 and first[2] == "0", result.stdout
+    assert first[3], result.stdout  # a first load builds the indexes it deferred
     again = run("catalog", "ingest", "--config", "app-config.yaml", cwd=tmp_path)
     second = counters.search(again.stdout)
     assert second is not None and second[1] == "0", again.stdout  # nothing changed
+    assert not second[3], again.stdout  # nothing missing
     assert int(second[2]) == int(first[1]) - 1, again.stdout  # all but the root's Location
 
 

@@ -203,6 +203,10 @@ def _serve_until_served(config: Path, log: Path, *, first_load: sa.Engine | None
             assert "indexes" not in loaded.group(2)  # not built by the child, which has ended
             # The server's refresh loop, which waited for the child to end, built them.
             _wait(lambda: not missing_deferred(first_load), "the server to build the indexes")
+            _wait(
+                lambda: re.search(r"catalog pass: .*indexes built", log.read_text()) is not None,
+                "the server's pass that built them to say so",
+            )
         assert _relations(port, "component:default/svc-7") >= {("ownedBy", "group:default/team")}
         assert _children(server.pid) == set()
         return log.read_text()

@@ -112,6 +112,8 @@ class PassSummary:
             f"{self.stitched} stitched, {self.orphaned} orphaned, {self.deleted} deleted, "
             f"{len(self.problems)} problem(s)"
         )
+        if self.indexes_built:
+            text += ", indexes built"
         if "pass" in self.seconds:
             phases = ", ".join(
                 f"{name} {_seconds(seconds)} s"
