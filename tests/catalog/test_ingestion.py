@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -650,3 +651,16 @@ def test_a_stitch_of_peers_that_changes_nothing_leaves_the_generation(make_catal
         assert conn.execute(sa.select(sa.func.count()).select_from(stitch_queue)).scalar() == 0
         assert db.read_generation(conn) == before
     assert summary.stitched == 0 and len(refs) == 3
+
+
+def test_a_pass_of_due_roots_ends_with_no_processing_interval(make_catalog: Any) -> None:
+    """With ``processingInterval: false`` a root released after its walk is due again at once:
+    ``run_due`` (the refresh loop's pass, which a plugin may call) walks each root once and
+    ends, instead of walking the same root for ever."""
+    catalog = make_catalog({"all.yaml": BAD_AND_GOOD})
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(catalog.service.run_due()), daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "run_due did not end"
+    assert outcome[0].roots == 1 and outcome[0].written > 0

@@ -124,12 +124,19 @@ class CatalogService:
         current = self.roots()
         by_key = {location_key(r.type, r.target): r for r in current}
         self.leases.sync(by_key)
+        walked: set[str] = set()
         with summary.timed("pass"), self._pass(summary, build_indexes) as (walker, bulk):
             while (key := self.leases.claim_due()) is not None:
                 root = by_key.get(key)
-                if root is None:  # registered after this loop began: found on the next turn
+                # Registered after this loop began: found on the next turn. Or walked already
+                # with no ``processingInterval``: released, it is due again at once, and this
+                # loop would never end (with an interval, only a root marked due during its
+                # walk comes back, to be walked again now).
+                again = key in walked and self.config.catalog.processing_interval is None
+                if root is None or again:
                     self.leases.release(key, None)
                     break
+                walked.add(key)
                 self._walk_leased(walker, root, key, summary, statistics=not bulk)
             self._sweep(summary)
             if not self.leases.any_held():
