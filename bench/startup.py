@@ -20,7 +20,7 @@ times interleaved, on a new SQLite file or, with ``--postgresql URL``, a databas
 each time, and prints the median seconds from the command until the first load is forked (its
 log line), the server listens, and every entity is served:
 
-    git archive HEAD~1 src | tar -x -C /tmp/before
+    mkdir -p /tmp/before && git archive HEAD~1 src | tar -x -C /tmp/before
     .venv/bin/python bench/startup.py --entities-file /tmp/b1/entities-n1000.yaml --runs 10 \
         --compare /tmp/before/src src --postgresql postgresql://postgres@127.0.0.1:5432/gr_start
 """
@@ -115,6 +115,11 @@ def _new_postgresql(url: str) -> None:
 
 def compare(args: argparse.Namespace, work: Path) -> None:
     """``--compare``: the moments of a start on the entities, per source tree, interleaved."""
+    trees = [str(Path(tree).resolve()) for tree in args.compare]
+    for tree in trees:  # a missing one would be skipped by Python: the installed code measured
+        if not (Path(tree) / "greenroom" / "__init__.py").is_file():
+            raise SystemExit(f"{tree} holds no greenroom package (give the tree's src folder)")
+    args.compare = trees
     moments: dict[str, dict[str, list[float]]] = {
         tree: {name: [] for name in [*MOMENTS, "all served"]} for tree in args.compare
     }
@@ -156,9 +161,13 @@ def compare(args: argparse.Namespace, work: Path) -> None:
                 seen["all served"] = time.monotonic() - started
             finally:
                 server.terminate()
-                server.wait()
+                try:
+                    server.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    server.wait()
                 reader.join(timeout=5)
-            for name, seconds in seen.items():
+            for name, seconds in dict(seen).items():
                 moments[tree][name].append(seconds)
     print(
         "| source | "

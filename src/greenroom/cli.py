@@ -85,16 +85,15 @@ def serve(
 
         if workers == 1:
             app = create_app(context)
-        else:
-            from greenroom import workers as pool
-
-            # Built once here and thrown away: what is wrong with the plugins fails here as
-            # it does with one process, and the workers are forked with every module of the
-            # app imported.
-            create_app(context, background=False)
     if workers == 1:
         uvicorn.run(app, host=host, port=port, log_level="info")
         return
+    from greenroom import workers as pool
+
+    # Built once here and thrown away (collected before the workers fork): what is wrong with
+    # the plugins fails here as it does with one process, and the workers are forked with
+    # every module of the app imported.
+    create_app(context, background=False)
     context.engine.dispose()  # the workers are forked: each opens connections of its own
 
     def build() -> FastAPI:

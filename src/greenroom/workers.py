@@ -87,6 +87,7 @@ def serve(build: Callable[[], Any], *, address: str, workers: int) -> None:
 
     Ends with ``SystemExit`` of a status in :data:`BOOT_FAILURES` when a worker could not start.
     """
+    gc.collect()  # the garbage first (the app built to check the plugins): freeze keeps all
     gc.freeze()  # what the master allocated stays shared with the forks: no collection moves it
     Master(
         build,
