@@ -81,3 +81,10 @@ def test_the_command_runs_with_the_collector_on_and_its_imports_frozen(tmp_path:
     assert during == "[True]"  # the migration ran with the collector on
     assert enabled == "True"
     assert int(frozen) > 50_000  # the libraries imported in the block (88,559 here)
+
+
+def test_the_garbage_made_before_may_be_left_uncollected(collections: list[int]) -> None:
+    """``serve``'s block: no collection at all, the start being what is measured."""
+    with kept_for_good(collect_first=False):
+        [[index] for index in range(50_000)]
+    assert collections == []

@@ -18,13 +18,13 @@ from typing import Any
 
 
 @contextmanager
-def kept_for_good() -> Iterator[None]:
+def kept_for_good(*, collect_first: bool = True) -> Iterator[None]:
     """For a block that allocates what the process keeps until it ends (imports, the app's
     routes and models): no cyclic collection during it, and what it allocated is frozen out
     of every later one (``gc.freeze``). The freeze takes every object alive, garbage of cycles
-    made before the block too: the young generations are collected first (a full collection
-    there cost the server's start 30-75 ms, on a 2-core machine where the first load runs
-    beside it); what the oldest holds of such garbage, one-off, is frozen with the rest.
+    made before the block too: the young generations are collected first, unless
+    ``collect_first`` is false; what the oldest holds of such garbage, one-off, is frozen with
+    the rest.
 
     Importing the server's libraries creates several hundred thousand objects; the collector,
     run every 700 allocations, scans them again and again as they pile up: about a tenth of
@@ -34,7 +34,8 @@ def kept_for_good() -> Iterator[None]:
     keep work that makes it (a migration, a load) out of it.
     """
     enabled = gc.isenabled()
-    gc.collect(1)
+    if collect_first:
+        gc.collect(1)
     gc.disable()
     try:
         yield
