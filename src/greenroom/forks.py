@@ -60,18 +60,16 @@ def run_forked(name: str, work: Callable[[], None]) -> Forked | None:
     if not hasattr(os, "fork"):
         return None
     parent = os.getpid()
+    pipe: tuple[int, ...] = ()  # closed again if the fork fails
     try:
-        ended, holder = os.pipe()
-    except OSError:
-        log.warning("could not fork a process for the %s; doing it here", name, exc_info=True)
-        return None
-    try:
+        pipe = os.pipe()
         pid = os.fork()
     except OSError:
-        os.close(ended)
-        os.close(holder)
+        for descriptor in pipe:
+            os.close(descriptor)
         log.warning("could not fork a process for the %s; doing it here", name, exc_info=True)
         return None
+    ended, holder = pipe
     if pid == 0:  # the child; ``holder`` stays open until it ends
         status = 1
         try:
