@@ -8,6 +8,7 @@ schema of its own that is dropped afterwards.
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -165,3 +166,12 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     from greenroom.config import merge
 
     return merge(base, extra)
+
+
+@pytest.fixture
+def sigchld_restored() -> Iterator[None]:
+    """``greenroom.forks.run_forked`` reaps its child through a SIGCHLD handler of its own:
+    the test's handler is put back after."""
+    before = signal.getsignal(signal.SIGCHLD)
+    yield
+    signal.signal(signal.SIGCHLD, before)

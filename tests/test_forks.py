@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from greenroom.forks import Forked, ended, run_forked
+from tests.forking import sleeping
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
+    pytest.mark.usefixtures("sigchld_restored"),
+]
 
 
 def _wait_ended(forked: Forked, timeout: float) -> float:
@@ -28,27 +30,9 @@ def _wait_ended(forked: Forked, timeout: float) -> float:
     return asyncio.run(wait())
 
 
-def _work(marker: Path, seconds: float, fail: bool = False) -> Callable[[], None]:
-    def work() -> None:
-        time.sleep(seconds)
-        marker.write_text(str(os.getpid()))
-        if fail:
-            raise RuntimeError("the work failed")
-
-    return work
-
-
-@pytest.fixture(autouse=True)
-def _sigchld() -> Iterator[None]:
-    """``run_forked`` reaps its child through a SIGCHLD handler: put the test's own back."""
-    before = signal.getsignal(signal.SIGCHLD)
-    yield
-    signal.signal(signal.SIGCHLD, before)
-
-
 def test_the_server_learns_when_the_child_has_ended_without_a_thread(tmp_path: Path) -> None:
     marker = tmp_path / "done"
-    forked = run_forked("test work", _work(marker, 0.5))
+    forked = run_forked("test work", sleeping(marker, 0.5))
     assert forked is not None and forked.pid != os.getpid()
     try:
         # Still running: waiting a little times out, and the event loop is left clean.
@@ -66,7 +50,7 @@ def test_the_server_learns_when_the_child_has_ended_without_a_thread(tmp_path: P
 def test_several_tasks_may_wait_for_one_child(tmp_path: Path) -> None:
     """A plugin's task beside the catalog's refresh loop: an event loop keeps one reader per
     descriptor, and each waiter must still return."""
-    forked = run_forked("test work", _work(tmp_path / "done", 0.3))
+    forked = run_forked("test work", sleeping(tmp_path / "done", 0.3))
     assert forked is not None
 
     async def both() -> None:
@@ -81,7 +65,7 @@ def test_several_tasks_may_wait_for_one_child(tmp_path: Path) -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
 def test_a_child_whose_work_fails_ends_too_and_is_reaped(tmp_path: Path) -> None:
     marker = tmp_path / "done"
-    forked = run_forked("test work", _work(marker, 0.1, fail=True))
+    forked = run_forked("test work", sleeping(marker, 0.1, fail=True))
     assert forked is not None
     _wait_ended(forked, 30)
     os.close(forked.ended)

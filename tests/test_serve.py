@@ -23,6 +23,7 @@ from greenroom.catalog.ingest.engine import PassSummary
 from greenroom.db import create_engine
 from greenroom.forks import Forked, run_forked
 from tests.catalog.indexes import missing_deferred
+from tests.forking import sleeping
 from tests.servers import app_config, served
 
 pytestmark = pytest.mark.skipif(
@@ -280,14 +281,7 @@ def _first_pass_after(
     return passes[0]
 
 
-def _sleeper(marker: Path, seconds: float) -> Callable[[], None]:
-    def work() -> None:
-        time.sleep(seconds)
-        marker.write_text("ended")
-
-    return work
-
-
+@pytest.mark.usefixtures("sigchld_restored")
 def test_the_refresh_loop_waits_for_the_first_load_to_end(
     make_catalog: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -295,7 +289,7 @@ def test_the_refresh_loop_waits_for_the_first_load_to_end(
     not beside the load, whose leases and write lock it would only wait for."""
     catalog = make_catalog(config={"catalog": {"processingInterval": {"hours": 1}}})
     marker = tmp_path / "ended"
-    forked = run_forked("test load", _sleeper(marker, 0.5))
+    forked = run_forked("test load", sleeping(marker, 0.5))
     assert forked is not None
     try:
         assert _first_pass_after(catalog, forked, monkeypatch, marker)
@@ -303,6 +297,7 @@ def test_the_refresh_loop_waits_for_the_first_load_to_end(
         os.close(forked.ended)
 
 
+@pytest.mark.usefixtures("sigchld_restored")
 def test_the_refresh_loop_waits_for_the_first_load_at_most_a_lease(
     make_catalog: Any,
     tmp_path: Path,
@@ -315,7 +310,7 @@ def test_the_refresh_loop_waits_for_the_first_load_at_most_a_lease(
         config={"catalog": {"processingInterval": {"hours": 1}, "leaseDuration": {"seconds": 1}}}
     )
     marker = tmp_path / "ended"
-    forked = run_forked("test load", _sleeper(marker, 5))
+    forked = run_forked("test load", sleeping(marker, 5))
     assert forked is not None
     try:
         started = time.monotonic()
